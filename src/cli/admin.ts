@@ -1,0 +1,79 @@
+/**
+ * cli/admin.ts — `hold`, `release`, `quarantine` and `status`: thin clients
+ * of the daemon's control socket (exit 69 with a clear message when the
+ * daemon is not running).
+ */
+import type { Config } from '../config/schema.js';
+import { controlRequest } from '../control/client.js';
+import { EX, UsageError } from '../errors.js';
+import { isQueueId } from '../queue/queue-id.js';
+import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
+
+function queueIds(argv: readonly string[], command: string): string[] {
+  rejectUnknownFlags(argv, command);
+  if (argv.length === 0) throw new UsageError(`${command}: no queue IDs given`);
+  const bad = argv.find((a) => !isQueueId(a));
+  if (bad) throw new UsageError(`${command}: "${bad}" is not a queue ID`);
+  return [...argv];
+}
+
+export async function runHold(config: Config, argv: string[]): Promise<number> {
+  const ids = queueIds(argv, 'hold');
+  await controlRequest(config.spool, 'hold', { ids });
+  for (const id of ids) process.stdout.write(`${id}: held\n`);
+  return EX.OK;
+}
+
+export async function runRelease(config: Config, argv: string[]): Promise<number> {
+  const ids = queueIds(argv, 'release');
+  await controlRequest(config.spool, 'release', { ids });
+  for (const id of ids) process.stdout.write(`${id}: released\n`);
+  return EX.OK;
+}
+
+/** `quarantine -Q REASON (ID... | -qR/-qS/-qI/-qG STR [-qQ])`; `-Q ""` releases. */
+export async function runQuarantine(config: Config, argv: string[]): Promise<number> {
+  let reason: string | undefined;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '-Q') {
+      if (argv[i + 1] === undefined) throw new UsageError('quarantine: -Q needs a reason ("" releases)');
+      reason = argv[++i];
+    } else if (argv[i].startsWith('-Q')) reason = argv[i].slice(2);
+    else rest.push(argv[i]);
+  }
+  if (reason === undefined) throw new UsageError('quarantine: give a reason with -Q REASON (-Q "" releases)');
+  if (/[\r\n]/.test(reason)) throw new UsageError('quarantine: the reason must be one line');
+  const { selection, rest: idsArgs } = extractSelection(rest);
+  const bySelection = selection.selectors.length > 0 || selection.quarantined;
+  if (bySelection && idsArgs.length) throw new UsageError('quarantine: give queue IDs or selectors, not both');
+  // releasing (-Q "") by selector looks at quarantined messages
+  if (bySelection && reason === '') selection.quarantined = true;
+  const args = bySelection ? { reason, selection } : { reason, ids: queueIds(idsArgs, 'quarantine') };
+  const result = (await controlRequest(config.spool, 'quarantine', args)) as { changed: string[] };
+  for (const id of result.changed) process.stdout.write(`${id}: ${reason === '' ? 'released from quarantine' : `quarantined (${reason})`}\n`);
+  if (result.changed.length === 0) process.stdout.write('no matching messages\n');
+  return EX.OK;
+}
+
+export async function runStatus(config: Config, argv: string[]): Promise<number> {
+  const { '--json': json } = takeFlags(argv, ['--json']);
+  rejectUnknownFlags(argv, 'status');
+  const s = (await controlRequest(config.spool, 'status')) as {
+    pid: number; startedAt: string; hostname: string; spool: string; deliveryMode: string;
+    listen: Array<{ host: string; port: number }>; queue: Record<string, number>;
+  };
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return EX.OK;
+  }
+  const lines = [
+    `quietlink ${s.hostname}: running, pid ${s.pid}, since ${s.startedAt}`,
+    `spool:         ${s.spool}`,
+    `delivery mode: ${s.deliveryMode}`,
+    `smtp:          ${s.listen.map((l) => `${l.host}:${l.port}`).join(', ')}`,
+    `queue:         ${Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return EX.OK;
+}

@@ -1,0 +1,100 @@
+/**
+ * cli/main.ts — the `quietlink` command: subcommand dispatch, the `sendmail`
+ * and `mailq` entry points (chosen by the name the program was called by),
+ * and the one place where an error becomes a message and an exit code.
+ */
+import path from 'node:path';
+import { configPath, loadAll, loadConfig, loadClassicMaps } from '../config/load.js';
+import { ConfigError, EX, exitCodeOf, formatProblem, UsageError } from '../errors.js';
+import { extractConfig } from './args.js';
+import { runMailq } from './mailq.js';
+import { runSendmail } from './sendmail.js';
+import { runHold, runQuarantine, runRelease, runStatus } from './admin.js';
+import type { Config } from '../config/schema.js';
+
+const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
+  start                      run the gateway in the foreground
+  sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]   submit a message from stdin
+  mailq [-qR|-qS|-qI STR] [-qG GROUP] [-qQ] [--json]  list the queue
+  hold ID... | release ID...
+  quarantine -Q REASON (ID... | -qR/-qS/-qI STR)     -Q "" releases
+  status [--json]
+  check-config               validate the configuration and the files it names
+`;
+
+type Command = (config: Config, argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  sendmail: runSendmail,
+  mailq: runMailq,
+  hold: runHold,
+  release: runRelease,
+  quarantine: runQuarantine,
+  status: runStatus,
+};
+
+async function checkConfig(file: string): Promise<number> {
+  const { config } = await loadConfig(file);
+  const { problems } = await loadClassicMaps(config);
+  if (problems.length) throw new ConfigError(problems);
+  process.stdout.write(`${file}: configuration OK\n`);
+  return EX.OK;
+}
+
+async function start(file: string): Promise<number> {
+  const { startDaemon } = await import('../daemon.js');
+  const daemon = await startDaemon(file);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      daemon.log.info({ signal }, 'signal received');
+      daemon.stop().then(resolve, (err) => {
+        daemon.log.error({ err: (err as Error).message }, 'error while stopping');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return EX.OK;
+}
+
+export async function main(argv: readonly string[], invokedAs: string): Promise<number> {
+  try {
+    const { config: configArg, rest } = extractConfig(argv);
+    const name = path.basename(invokedAs);
+    let command: string;
+    let args: string[];
+    if (name === 'sendmail' || name === 'mailq') {
+      command = name;
+      args = rest;
+    } else {
+      [command, ...args] = rest;
+    }
+    if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+      process.stdout.write(USAGE);
+      return command === undefined ? EX.USAGE : EX.OK;
+    }
+    const file = configPath(configArg);
+    if (command === 'check-config') {
+      if (args.length) throw new UsageError(`check-config: unexpected argument ${args[0]}`);
+      return await checkConfig(file);
+    }
+    if (command === 'start') {
+      if (args.length) throw new UsageError(`start: unexpected argument ${args[0]}`);
+      return await start(file);
+    }
+    const run = COMMANDS[command];
+    if (!run) throw new UsageError(`Unknown command "${command}"\n${USAGE}`);
+    const { config } = await loadAll(file);
+    return await run(config, args);
+  } catch (err) {
+    const code = exitCodeOf(err);
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+    } else {
+      process.stderr.write(`quietlink: ${(err as Error).message ?? String(err)}\n`);
+      if (code === EX.SOFTWARE && process.env.QUIETLINK_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    }
+    return code;
+  }
+}

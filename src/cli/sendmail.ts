@@ -1,0 +1,179 @@
+/**
+ * cli/sendmail.ts — `quietlink sendmail` and the `sendmail` entry point.
+ *
+ * The message is written durably to spool/maildrop/ first (so nothing is
+ * lost whether or not the daemon runs), then the daemon is asked to pick it
+ * up into the queue at once. No daemon: exit 0 all the same; the daemon
+ * takes maildrop in when it starts.
+ *
+ * Flags are parsed the way sendmail's getopt does (`-ti`, `-oi`, `-fFROM`,
+ * `-f FROM`); harmless ones PHP, cron and mdadm pass are accepted and
+ * ignored. Anything that could inject a header or an option is refused (64).
+ */
+import os from 'node:os';
+import type { Config } from '../config/schema.js';
+import { controlRequest, DaemonNotRunningError } from '../control/client.js';
+import { EX, UsageError, DataError } from '../errors.js';
+import { createIdGenerator } from '../queue/queue-id.js';
+import { writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
+import { checkArgument, composeLocalSubmission, qualify } from '../intake/local-submission.js';
+import { isValidMailbox } from '../intake/address.js';
+import { runMailq } from './mailq.js';
+
+/** Options that take a value (sendmail's getopt string); `q` takes an optional one. */
+const WITH_VALUE = new Set(['A', 'B', 'b', 'C', 'd', 'e', 'F', 'f', 'h', 'L', 'N', 'O', 'o', 'p', 'Q', 'R', 'r', 'V', 'X']);
+const FLAGS = new Set(['G', 'I', 'i', 'm', 'n', 's', 't', 'U', 'v']);
+
+export interface SendmailOptions {
+  extract: boolean;
+  ignoreDots: boolean;
+  from?: string;
+  fullName?: string;
+  mode: 'deliver' | 'list' | 'flush' | 'smtp';
+  verbose: boolean;
+  notify?: string[];
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  bodyType?: '7BIT' | '8BITMIME';
+  recipients: string[];
+  /** Everything after -bp, for mailq. */
+  listArgs: string[];
+}
+
+export function parseSendmailArgs(argv: readonly string[]): SendmailOptions {
+  const o: SendmailOptions = { extract: false, ignoreDots: false, mode: 'deliver', verbose: false, recipients: [], listArgs: [] };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') { i++; break; }
+    if (!a.startsWith('-') || a === '-') break;
+    for (let j = 1; j < a.length; j++) {
+      const opt = a[j];
+      if (opt === 'q') {
+        o.mode = 'flush';
+        o.listArgs.push(`-q${a.slice(j + 1)}`);
+        break;
+      }
+      if (FLAGS.has(opt)) {
+        if (opt === 't') o.extract = true;
+        else if (opt === 'i') o.ignoreDots = true;
+        else if (opt === 'v') o.verbose = true;
+        continue;
+      }
+      if (!WITH_VALUE.has(opt)) throw new UsageError(`sendmail: unknown option -${opt}`);
+      let value = a.slice(j + 1);
+      if (value === '') {
+        if (argv[i + 1] === undefined) throw new UsageError(`sendmail: -${opt} needs a value`);
+        value = argv[++i];
+      }
+      checkArgument(`-${opt} value`, value);
+      applyValueOption(o, opt, value, argv.slice(i + 1));
+      if (o.mode === 'list') return o;
+      break;
+    }
+  }
+  for (; i < argv.length; i++) {
+    const r = argv[i];
+    if (r.startsWith('-')) throw new UsageError(`sendmail: refusing recipient "${r}" that starts with "-"`);
+    checkArgument('recipient', r);
+    o.recipients.push(...r.split(',').map((s) => s.trim()).filter(Boolean));
+  }
+  return o;
+}
+
+function applyValueOption(o: SendmailOptions, opt: string, value: string, after: string[]): void {
+  switch (opt) {
+    case 'f': case 'r': o.from = value; return;
+    case 'F': o.fullName = value; return;
+    case 'o':
+      if (value === 'i') o.ignoreDots = true;
+      else if (!/^(d[ibqd]|e[mpqwe]|m|em|ep|eq|ew|ee|\w+=.*)$/.test(value) && !/^[A-Za-z]$/.test(value[0])) throw new UsageError(`sendmail: unknown option -o${value}`);
+      return;
+    case 'b':
+      if (value === 'm') o.mode = 'deliver';
+      else if (value === 'p') { o.mode = 'list'; o.listArgs = after; }
+      else if (value === 's') o.mode = 'smtp';
+      else throw new UsageError(`sendmail: -b${value} is not supported`);
+      return;
+    case 'N': {
+      const n = value.toUpperCase().split(',').map((s) => s.trim());
+      if (!n.every((x) => ['NEVER', 'SUCCESS', 'FAILURE', 'DELAY'].includes(x))) throw new UsageError(`sendmail: bad -N value "${value}"`);
+      o.notify = n;
+      return;
+    }
+    case 'R': {
+      const r = value.toUpperCase();
+      if (r !== 'FULL' && r !== 'HDRS') throw new UsageError(`sendmail: -R takes full or hdrs`);
+      o.ret = r;
+      return;
+    }
+    case 'V': o.envid = value; return;
+    case 'B': {
+      const b = value.toUpperCase();
+      if (b !== '7BIT' && b !== '8BITMIME') throw new UsageError('sendmail: -B takes 7BIT or 8BITMIME');
+      o.bodyType = b;
+      return;
+    }
+    case 'C': case 'X':
+      throw new UsageError(`sendmail: -${opt} is not supported by quietlink (use -c FILE for the configuration)`);
+    default:
+      // -A, -d, -e, -h, -L, -O, -p, -Q: accepted and ignored, as harmless here
+      return;
+  }
+}
+
+async function readStdin(limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new DataError(`Message is larger than smtp.maxMessageSize (${limit} bytes)`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function currentUser(): { name: string; uid: number } {
+  try {
+    const u = os.userInfo();
+    return { name: u.username, uid: u.uid };
+  } catch {
+    return { name: `uid${process.getuid?.() ?? -1}`, uid: process.getuid?.() ?? -1 };
+  }
+}
+
+export async function runSendmail(config: Config, argv: string[]): Promise<number> {
+  const o = parseSendmailArgs(argv);
+  if (o.mode === 'list') return runMailq(config, o.listArgs);
+  if (o.mode === 'smtp') throw new UsageError('sendmail: -bs is not supported yet');
+  if (o.mode === 'flush') {
+    await controlRequest(config.spool, 'flush', { argv: o.listArgs });
+    return EX.OK;
+  }
+  const user = currentUser();
+  let sender = o.from === undefined ? `${user.name}@${config.hostname}` : o.from.replace(/^<(.*)>$/, '$1');
+  if (sender !== '') sender = qualify(sender, config.hostname);
+  if (sender !== '' && !isValidMailbox(sender)) throw new DataError(`Bad sender address syntax: ${sender}`);
+  for (const r of o.recipients) checkArgument('recipient', r);
+  const raw = await readStdin(config.smtp.maxMessageSize);
+  const id = createIdGenerator()();
+  const msg = composeLocalSubmission({
+    raw, ignoreDots: o.ignoreDots, extractRecipients: o.extract, recipients: o.recipients,
+    sender: sender || `MAILER-DAEMON@${config.hostname}`, fullName: o.fullName, hostname: config.hostname, id, now: Date.now(),
+  });
+  await writeMaildrop(config.spool, id, {
+    version: MAILDROP_VERSION, sender, recipients: msg.recipients, user: user.name, uid: user.uid,
+    time: new Date().toISOString(), bodyType: o.bodyType ?? (msg.eightBit ? '8BITMIME' : '7BIT'),
+    dsn: { ret: o.ret, envid: o.envid, notify: o.notify },
+  }, msg.body);
+  try {
+    await controlRequest(config.spool, 'pickup');
+    if (o.verbose) process.stderr.write(`${id}: queued\n`);
+  } catch (err) {
+    // the message is safe in maildrop either way; the daemon takes it in when it starts
+    if (o.verbose || !(err instanceof DaemonNotRunningError)) {
+      process.stderr.write(`${id}: left in maildrop (${(err as Error).message})\n`);
+    }
+  }
+  return EX.OK;
+}

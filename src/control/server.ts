@@ -1,0 +1,99 @@
+/**
+ * control/server.ts — the daemon side of the CLI: a unix socket in the spool
+ * (mode 0660: the owner and its group only). Each connection carries one
+ * request, dispatched to a handler the daemon registered; a handler may emit
+ * events before its result. Errors become `{ok:false}` with the exit code
+ * the CLI should use.
+ */
+import net from 'node:net';
+import fs from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { EX, exitCodeOf, UnavailableError } from '../errors.js';
+import { LineDecoder, socketPath, type ControlReply, type ControlRequest } from './protocol.js';
+
+export type ControlHandler = (args: Record<string, unknown>, emit: (event: unknown) => void) => Promise<unknown>;
+
+export class ControlServer {
+  private server: net.Server | null = null;
+  private readonly path: string;
+
+  constructor(spool: string, private readonly handlers: ReadonlyMap<string, ControlHandler>, private readonly log: Logger) {
+    this.path = socketPath(spool);
+  }
+
+  /** Listens; refuses to start when another daemon answers on the socket. */
+  async start(): Promise<void> {
+    if (await isAlive(this.path)) {
+      throw new UnavailableError(`Another quietlink daemon is running on ${this.path}`, { exitCode: EX.TEMPFAIL });
+    }
+    await fs.rm(this.path, { force: true });
+    const server = net.createServer((sock) => this.serve(sock));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    await fs.chmod(this.path, 0o660);
+    this.server = server;
+  }
+
+  private serve(sock: net.Socket): void {
+    const decoder = new LineDecoder();
+    let started = false;
+    const send = (reply: ControlReply) => {
+      if (!sock.destroyed) sock.write(`${JSON.stringify(reply)}\n`);
+    };
+    sock.on('error', () => undefined);
+    sock.on('data', (chunk) => {
+      if (started) return;
+      let msgs: unknown[];
+      try {
+        msgs = decoder.push(chunk);
+      } catch {
+        started = true;
+        send({ type: 'result', ok: false, error: { message: 'Malformed control request', exitCode: EX.USAGE } });
+        sock.end();
+        return;
+      }
+      if (!msgs.length) return;
+      started = true;
+      const req = msgs[0] as ControlRequest;
+      const handler = typeof req?.cmd === 'string' ? this.handlers.get(req.cmd) : undefined;
+      if (!handler) {
+        send({ type: 'result', ok: false, error: { message: `Unknown control command ${JSON.stringify(req?.cmd)}`, exitCode: EX.USAGE } });
+        sock.end();
+        return;
+      }
+      handler(req.args ?? {}, (event) => send({ type: 'event', event })).then(
+        (data) => send({ type: 'result', ok: true, data: data ?? null }),
+        (err) => {
+          const exitCode = exitCodeOf(err);
+          if (exitCode === EX.SOFTWARE) this.log.error({ cmd: req.cmd, err: (err as Error).message }, 'control command failed');
+          send({ type: 'result', ok: false, error: { message: (err as Error).message, exitCode } });
+        },
+      ).finally(() => sock.end());
+    });
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await fs.rm(this.path, { force: true });
+  }
+}
+
+/** Whether a daemon answers on the socket (a stale socket file does not). */
+export function isAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect(path);
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}

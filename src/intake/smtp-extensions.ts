@@ -1,0 +1,91 @@
+/**
+ * intake/smtp-extensions.ts — the few things smtp-server cannot be told by
+ * options, added in one place because they reach into classes that are not
+ * its public API (SMTPConnection, SMTPStream). Installed once by
+ * installSmtpExtensions(); idempotent.
+ *
+ * - Enhanced status codes: a reply text that already starts with an RFC 3463
+ *   code ("5.7.1 Relaying denied") is sent as is; smtp-server would otherwise
+ *   put its own guessed code in front.
+ * - Bare LF / bare CR in command lines (SMTP smuggling): smtp-server splits
+ *   commands on /\r?\n/; a command line that ended in a bare LF or held a bare
+ *   CR is answered `500 5.5.2 Bare <LF> or <CR> in command` and the client is
+ *   disconnected (Postfix's smtpd_forbid_bare_newline).
+ * - Early talkers: a client that talks before the greeting (during
+ *   smtp.greetPause) gets `554 5.5.0` and is disconnected.
+ *
+ * Known limit: a bare newline check sees one socket chunk at a time and
+ * carries the trailing CR across chunks; it runs only in command mode.
+ */
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+let installed = false;
+
+interface StreamInternals {
+  _dataMode: boolean;
+  _qlPendingCR?: boolean;
+  _qlBareNewline?: boolean;
+  _write(chunk: Buffer, encoding: BufferEncoding, next: (err?: Error) => void): void;
+}
+
+interface ConnectionInternals {
+  _ready: boolean;
+  _parser: StreamInternals | false;
+  _closing: boolean;
+  send(code: number, data?: string | string[], context?: string | false): void;
+  close(): void;
+  _onCommand(command: Buffer, callback?: () => void): void;
+}
+
+/** True when a command-mode chunk holds an LF without CR before it, or a CR without LF after it. */
+export function hasBareNewline(chunk: Buffer, pendingCR: boolean): { bare: boolean; pendingCR: boolean } {
+  let prevCR = pendingCR;
+  for (let i = 0; i < chunk.length; i++) {
+    const b = chunk[i];
+    if (prevCR && b !== 0x0a) return { bare: true, pendingCR: false };
+    if (b === 0x0a && !prevCR) return { bare: true, pendingCR: false };
+    prevCR = b === 0x0d;
+  }
+  return { bare: false, pendingCR: prevCR };
+}
+
+export function installSmtpExtensions(): void {
+  if (installed) return;
+  installed = true;
+
+  const conn = SMTPConnection.prototype as unknown as ConnectionInternals;
+  const origSend = conn.send;
+  conn.send = function (this: ConnectionInternals, code, data, context) {
+    if (typeof data === 'string' && ENHANCED.test(data)) context = false;
+    return origSend.call(this, code, data, context);
+  };
+
+  const stream = SMTPStream.prototype as unknown as StreamInternals;
+  const origWrite = stream._write;
+  stream._write = function (this: StreamInternals, chunk, encoding, next) {
+    if (!this._dataMode && chunk && chunk.length) {
+      const r = hasBareNewline(chunk, this._qlPendingCR ?? false);
+      this._qlPendingCR = r.pendingCR;
+      if (r.bare) this._qlBareNewline = true;
+    } else {
+      this._qlPendingCR = false;
+    }
+    return origWrite.call(this, chunk, encoding, next);
+  };
+
+  const origOnCommand = conn._onCommand;
+  conn._onCommand = function (this: ConnectionInternals, command, callback) {
+    if (this._closing) return callback?.();
+    if (!this._ready) {
+      this.send(554, '5.5.0 Protocol error: client talked before the greeting');
+      return this.close();
+    }
+    if (this._parser && this._parser._qlBareNewline) {
+      this.send(500, '5.5.2 Protocol error: bare <LF> or <CR> in command');
+      return this.close();
+    }
+    return origOnCommand.call(this, command, callback);
+  };
+}

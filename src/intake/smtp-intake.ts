@@ -1,0 +1,286 @@
+/**
+ * intake/smtp-intake.ts — SMTP intake on every smtp.listen address
+ * (smtp-server), with the policies of SPEC §9.
+ *
+ * Owns no state beyond its sessions: a message becomes the queue's when
+ * Queue.commit() resolves, and only then is 250 sent. Never resolves a name
+ * or opens a connection (reverse lookups are off; the log shows the IP).
+ * Refusals carry their own reply code and enhanced code (errors.ts).
+ */
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress } from 'smtp-server';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { NetworkList, parseHostPort } from '../config/cidr.js';
+import { MailError, smtpReply } from '../errors.js';
+import type { Queue } from '../queue/queue.js';
+import type { Envelope } from '../queue/envelope.js';
+import type { QueueId } from '../queue/queue-id.js';
+import { BodyScanner } from './body-scanner.js';
+import { domainOf, isValidMailbox } from './address.js';
+import { mayRelay, type RelayPolicy } from './relay-policy.js';
+import { receivedHeader } from './received.js';
+import { installSmtpExtensions } from './smtp-extensions.js';
+import { precedenceClass } from '../queue/priority.js';
+
+export interface IntakeDeps {
+  config: Config;
+  /** localDomains plus the hold classes' domains. */
+  openDomains: ReadonlySet<string>;
+  queue: Queue;
+  log: Logger;
+  newId: () => QueueId;
+  now: () => number;
+  /** Called after a message is durable and 250 has been sent. */
+  onQueued?: (envelopes: Envelope[]) => void;
+  /** Intake refusals that depend on the machine (disk, load); null = accept. */
+  admission?: () => MailError | null;
+}
+
+/** An SMTP error as smtp-server's callbacks take it. */
+function replyError(err: unknown): Error & { responseCode: number } {
+  const { code, text } = smtpReply(err);
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+const BUFFER_LIMIT = 256 * 1024;
+
+export class SmtpIntake {
+  private readonly servers: SMTPServer[] = [];
+  private readonly perClient = new Map<string, number>();
+  private readonly policy: RelayPolicy;
+
+  constructor(private readonly deps: IntakeDeps) {
+    installSmtpExtensions();
+    this.policy = { mynetworks: new NetworkList(deps.config.smtp.mynetworks), openDomains: deps.openDomains };
+  }
+
+  private options(): SMTPServerOptions {
+    const { config } = this.deps;
+    const s = config.smtp;
+    const disabled: string[] = [];
+    if (!s.tls) disabled.push('STARTTLS');
+    if (!s.auth) disabled.push('AUTH');
+    const tls = s.tls ? { key: fs.readFileSync(s.tls.key), cert: fs.readFileSync(s.tls.cert), minVersion: 'TLSv1.2' as const } : {};
+    return {
+      ...tls,
+      name: config.hostname,
+      banner: 'quietlink',
+      size: s.maxMessageSize,
+      rejectOversized: true,
+      maxClients: s.maxConnections,
+      maxRecipients: s.maxRecipients,
+      disableReverseLookup: true,
+      disabledCommands: disabled,
+      authOptional: true,
+      allowInsecureAuth: false,
+      authMethods: ['PLAIN', 'LOGIN'],
+      hideDSN: false,
+      socketTimeout: config.timeout.command,
+      closeTimeout: 10_000,
+      logger: false,
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onClose: (session) => this.onClose(session),
+      onAuth: s.auth ? (auth, session, cb) => this.onAuth(auth.username ?? '', auth.password ?? '', cb) : undefined,
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => {
+        this.onData(stream, session).then((msg) => cb(null, msg), (err) => cb(replyError(err)));
+      },
+    };
+  }
+
+  private onConnect(session: SMTPServerSession, cb: (err?: Error) => void): void {
+    const ip = session.remoteAddress;
+    const limit = this.deps.config.smtp.maxConnectionsPerClient;
+    const count = (this.perClient.get(ip) ?? 0) + 1;
+    this.perClient.set(ip, count);
+    (session as SMTPServerSession & { qlCounted?: boolean }).qlCounted = true;
+    this.deps.log.info({ sid: session.id, client: ip }, 'connect');
+    const refusal = this.deps.admission?.() ?? (limit !== undefined && count > limit
+      ? new MailError(421, '4.7.0', `Too many connections from ${ip}, try again later`)
+      : null);
+    if (refusal) {
+      this.deps.log.warn({ sid: session.id, client: ip, reason: refusal.message }, 'connection refused');
+      return cb(replyError(refusal));
+    }
+    const pause = this.deps.config.smtp.greetPause;
+    if (pause > 0) setTimeout(() => cb(), pause);
+    else cb();
+  }
+
+  private onClose(session: SMTPServerSession): void {
+    if (!(session as SMTPServerSession & { qlCounted?: boolean }).qlCounted) return;
+    const ip = session.remoteAddress;
+    const n = (this.perClient.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(ip);
+    else this.perClient.set(ip, n);
+  }
+
+  private onAuth(username: string, password: string, cb: (err: Error | null | undefined, res?: { user: string }) => void): void {
+    const file = this.deps.config.smtp.auth!.users;
+    verifyUser(file, username, password).then(
+      (ok) => (ok ? cb(null, { user: username }) : cb(replyError(new MailError(535, '5.7.8', 'Authentication credentials invalid')))),
+      (err) => {
+        this.deps.log.error({ err: (err as Error).message, file }, 'cannot read users file');
+        cb(replyError(new MailError(454, '4.7.0', 'Temporary authentication failure')));
+      },
+    );
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error) => void): void {
+    const a = address.address;
+    if (a !== '' && !isValidMailbox(a, Boolean(session.envelope.smtpUtf8))) {
+      return cb(replyError(new MailError(501, '5.1.7', 'Bad sender address syntax')));
+    }
+    cb();
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error) => void): void {
+    const a = address.address;
+    if (!isValidMailbox(a, Boolean(session.envelope.smtpUtf8))) {
+      return cb(replyError(new MailError(501, '5.1.3', 'Bad recipient address syntax')));
+    }
+    const allowed = mayRelay(
+      { clientIp: session.remoteAddress, authenticated: Boolean(session.user), recipientDomain: domainOf(a) },
+      this.policy,
+    );
+    if (!allowed) {
+      this.deps.log.info({ sid: session.id, client: session.remoteAddress, to: a }, 'relaying denied');
+      return cb(replyError(new MailError(550, '5.7.1', 'Relaying denied')));
+    }
+    cb();
+  }
+
+  private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const { queue, config, log, now } = this.deps;
+    const id = this.deps.newId();
+    const env = session.envelope;
+    const rcpts = env.rcptTo;
+    const scanner = new BodyScanner();
+    const protocol = `ESMTP${session.secure ? 'S' : ''}${session.user ? 'A' : ''}` as const;
+    const trace = Buffer.from(receivedHeader({
+      hostname: config.hostname, id, now: now(), helo: session.hostNameAppearsAs, ip: session.remoteAddress,
+      protocol: session.openingCommand === 'HELO' ? 'SMTP' : protocol,
+      recipient: rcpts.length === 1 ? rcpts[0].address : undefined,
+    }));
+    const admission = this.deps.admission?.();
+    let writer: Awaited<ReturnType<Queue['begin']>> | null = null;
+    let failure: unknown = admission ?? null;
+    let pending: Buffer[] = [trace];
+    let pendingBytes = trace.length;
+    let precedence: string | undefined;
+    let headerText = '';
+    try {
+      if (!failure) writer = await queue.begin(id);
+    } catch (err) {
+      failure = err;
+    }
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      scanner.push(chunk);
+      if (headerText.length < 16_384 && !headerText.includes('\r\n\r\n')) headerText += chunk.toString('latin1', 0, 16_384);
+      if (failure || scanner.hasBareNewline) continue;
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= BUFFER_LIMIT && writer) {
+        try {
+          await writer.write(Buffer.concat(pending));
+        } catch (err) {
+          failure = err;
+        }
+        pending = [];
+        pendingBytes = 0;
+      }
+    }
+    scanner.end();
+    const refuse = async (err: unknown): Promise<never> => {
+      await writer?.abort().catch(() => undefined);
+      throw err;
+    };
+    if (stream.sizeExceeded) {
+      await refuse(new MailError(552, '5.3.4', `Message size exceeds fixed limit of ${config.smtp.maxMessageSize} bytes`));
+    }
+    if (scanner.hasBareNewline) {
+      log.warn({ sid: session.id, client: session.remoteAddress }, 'refused message with bare LF or CR (SMTP smuggling)');
+      await refuse(new MailError(554, '5.6.0', 'Message contains bare <LF> or <CR>; line endings must be <CRLF>'));
+    }
+    if (scanner.hasEightBit && env.bodyType !== '8bitmime' && !env.smtpUtf8) {
+      await refuse(new MailError(554, '5.6.1', 'Message contains 8-bit data but BODY=8BITMIME was not given'));
+    }
+    if (failure) {
+      if (!(failure instanceof MailError)) log.error({ sid: session.id, err: (failure as Error).message }, 'cannot write message to the queue');
+      await refuse(failure);
+    }
+    const header = /(?:^|\r\n)Precedence:[ \t]*([^\r\n]*)/i.exec(headerText.split('\r\n\r\n')[0]);
+    precedence = header?.[1];
+    try {
+      await writer!.write(Buffer.concat(pending));
+      const mailFrom = env.mailFrom || { address: '' };
+      const envelopes = await queue.commit(writer!, scanner.size + trace.length, {
+        sender: mailFrom.address,
+        recipients: rcpts.map((r) => ({ address: r.address, orcpt: r.dsn?.orcpt, notify: r.dsn?.notify })),
+        bodyType: env.bodyType === '8bitmime' ? '8BITMIME' : '7BIT',
+        smtputf8: Boolean(env.smtpUtf8),
+        dsn: { ret: (env.dsn?.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: env.dsn?.envid ?? undefined },
+        client: { via: 'smtp', ip: session.remoteAddress, helo: session.hostNameAppearsAs, user: session.user as string | undefined },
+        class: precedenceClass(precedence),
+      });
+      log.info({
+        qid: id, from: mailFrom.address, size: scanner.size + trace.length, nrcpts: rcpts.length,
+        to: rcpts.map((r) => r.address), relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`,
+        proto: protocol, parts: envelopes.length,
+      }, 'queued');
+      setImmediate(() => this.deps.onQueued?.(envelopes));
+      return `2.0.0 Ok: queued as ${id}`;
+    } catch (err) {
+      log.error({ qid: id, err: (err as Error).message }, 'cannot commit message to the queue');
+      await writer?.abort().catch(() => undefined);
+      throw err instanceof MailError ? err : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
+    }
+  }
+
+  /** Starts listening on every smtp.listen address; resolves with the bound addresses. */
+  async start(): Promise<Array<{ host: string; port: number }>> {
+    const bound: Array<{ host: string; port: number }> = [];
+    for (const listen of this.deps.config.smtp.listen) {
+      const { host, port } = parseHostPort(listen);
+      const server = new SMTPServer(this.options());
+      server.on('error', (err) => this.deps.log.error({ err: err.message, listen }, 'SMTP server error'));
+      await new Promise<void>((resolve, reject) => {
+        server.server.once('error', reject);
+        server.listen(port, host, () => {
+          server.server.off('error', reject);
+          resolve();
+        });
+      });
+      const addr = server.server.address();
+      bound.push({ host, port: typeof addr === 'object' && addr ? addr.port : port });
+      this.servers.push(server);
+    }
+    return bound;
+  }
+
+  /** Stops accepting; sessions in flight finish (up to closeTimeout). */
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.servers.length = 0;
+  }
+}
+
+/**
+ * Checks a password against a users file: `user:scrypt$SALT$HASH` lines,
+ * salt and hash in base64 (N=16384, r=8, p=1, 64-byte key).
+ */
+export async function verifyUser(file: string, user: string, password: string): Promise<boolean> {
+  const text = await fs.promises.readFile(file, 'utf8');
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^([^:#\s]+):scrypt\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$/.exec(line.trim());
+    if (!m || m[1] !== user) continue;
+    const expected = Buffer.from(m[3], 'base64');
+    const got = await new Promise<Buffer>((resolve, reject) =>
+      crypto.scrypt(password, Buffer.from(m[2], 'base64'), expected.length, (err, key) => (err ? reject(err) : resolve(key))));
+    return got.length === expected.length && crypto.timingSafeEqual(got, expected);
+  }
+  return false;
+}

@@ -1,0 +1,19 @@
+/**
+ * observability/logger.ts — pino JSON logs, one line per event. The daemon
+ * logs to stdout (asynchronously, flushed on exit); CLI commands log
+ * warnings to stderr.
+ */
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+export function createDaemonLogger(level: string): Logger {
+  return pino(
+    { level, base: { svc: 'quietlink' }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+export function createCliLogger(level = 'warn'): Logger {
+  return pino({ level, base: undefined, timestamp: false }, pino.destination({ dest: 2, sync: true }));
+}

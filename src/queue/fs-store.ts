@@ -1,0 +1,172 @@
+/**
+ * queue/fs-store.ts — the filesystem queue backend.
+ *
+ *   spool/tmp/                  envelopes being written (name.N.json), swept at start
+ *   spool/data/ID               message bodies (written in place; an unreferenced
+ *                               body is the leftover of an interrupted intake)
+ *   spool/queue/GROUP/ID.json   envelopes waiting for delivery, by queue group
+ *   spool/hold/ID.json          held
+ *   spool/quarantine/ID.json    quarantined
+ *   spool/corrupt/ID.json       unreadable envelopes, kept for a person to look at
+ *
+ * Every write goes to a temporary name, is fsynced, renamed into place, and the
+ * directory is fsynced (shared by concurrent callers) before the promise
+ * resolves. A state change is one rename. Owned by queue/queue.ts only.
+ */
+import fs from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { GroupSync } from './group-sync.js';
+import { isQueueId, type QueueId } from './queue-id.js';
+import type { BodyWriter, Place, QueueStore } from './store.js';
+
+const STATE_DIRS = { held: 'hold', quarantined: 'quarantine', corrupt: 'corrupt' } as const;
+
+export class FsStore implements QueueStore {
+  private readonly dirSync = new GroupSync();
+  private tmpSeq = 0;
+
+  constructor(readonly spool: string) {}
+
+  dir(place: Place): string {
+    if (place.state === 'queued') return path.join(this.spool, 'queue', place.group ?? 'mqueue');
+    return path.join(this.spool, STATE_DIRS[place.state]);
+  }
+
+  private envelopePath(id: QueueId, place: Place): string {
+    return path.join(this.dir(place), `${id}.json`);
+  }
+
+  private bodyPath(id: QueueId): string {
+    return path.join(this.spool, 'data', id);
+  }
+
+  async init(groups: readonly string[]): Promise<void> {
+    const dirs = ['tmp', 'data', 'hold', 'quarantine', 'corrupt', 'maildrop', 'queue', ...groups.map((g) => path.join('queue', g))];
+    for (const d of dirs) await fs.mkdir(path.join(this.spool, d), { recursive: true, mode: 0o750 });
+    // maildrop is written by the sendmail command, also when the daemon is down
+    await fs.chmod(path.join(this.spool, 'maildrop'), 0o1730).catch(() => undefined);
+  }
+
+  async create(id: QueueId): Promise<BodyWriter> {
+    const file = this.bodyPath(id);
+    const fh = await fs.open(file, 'wx', 0o640);
+    const dirSync = this.dirSync;
+    let closed = false;
+    return {
+      id,
+      async write(chunk: Buffer) {
+        let off = 0;
+        while (off < chunk.length) off += (await fh.write(chunk, off)).bytesWritten;
+      },
+      async finish() {
+        await fh.sync();
+        closed = true;
+        await fh.close();
+        await dirSync.sync(path.dirname(file));
+      },
+      async abort() {
+        if (!closed) {
+          closed = true;
+          await fh.close().catch(() => undefined);
+        }
+        await fs.rm(file, { force: true });
+      },
+    };
+  }
+
+  async shareBody(from: QueueId, to: QueueId): Promise<void> {
+    await fs.link(this.bodyPath(from), this.bodyPath(to));
+    await this.dirSync.sync(path.join(this.spool, 'data'));
+  }
+
+  private async writeTemp(id: QueueId, bytes: Buffer): Promise<string> {
+    const tmp = path.join(this.spool, 'tmp', `${id}.${process.pid}.${++this.tmpSeq}.json`);
+    const fh = await fs.open(tmp, 'w', 0o640);
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return tmp;
+  }
+
+  async putEnvelope(place: Place, id: QueueId, bytes: Buffer): Promise<void> {
+    const tmp = await this.writeTemp(id, bytes);
+    const target = this.envelopePath(id, place);
+    await fs.rename(tmp, target);
+    await this.dirSync.sync(path.dirname(target));
+  }
+
+  async move(id: QueueId, from: Place, to: Place, bytes?: Buffer): Promise<void> {
+    const source = this.envelopePath(id, from);
+    const target = this.envelopePath(id, to);
+    if (bytes) {
+      // rewrite in the old place first, then one rename: never two copies, never none
+      const tmp = await this.writeTemp(id, bytes);
+      await fs.rename(tmp, source);
+    }
+    if (source !== target) await fs.rename(source, target);
+    await Promise.all([this.dirSync.sync(path.dirname(source)), this.dirSync.sync(path.dirname(target))]);
+  }
+
+  async remove(id: QueueId, place: Place): Promise<void> {
+    const target = this.envelopePath(id, place);
+    await fs.rm(target);
+    await this.dirSync.sync(path.dirname(target));
+    await fs.rm(this.bodyPath(id), { force: true });
+  }
+
+  readEnvelope(id: QueueId, place: Place): Promise<Buffer> {
+    return fs.readFile(this.envelopePath(id, place));
+  }
+
+  readBody(id: QueueId): Promise<Buffer> {
+    return fs.readFile(this.bodyPath(id));
+  }
+
+  bodyStream(id: QueueId): Readable {
+    return createReadStream(this.bodyPath(id));
+  }
+
+  async *walk(place: Place): AsyncIterable<QueueId> {
+    let dir;
+    try {
+      dir = await fs.opendir(this.dir(place));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for await (const entry of dir) {
+      const name = entry.name;
+      if (name.endsWith('.json') && isQueueId(name.slice(0, -5))) yield name.slice(0, -5) as QueueId;
+    }
+  }
+
+  async groups(): Promise<string[]> {
+    try {
+      const entries = await fs.readdir(path.join(this.spool, 'queue'), { withFileTypes: true });
+      return entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  async recover(isReferenced: (id: QueueId) => boolean): Promise<number> {
+    let removed = 0;
+    for (const name of await fs.readdir(path.join(this.spool, 'tmp'))) {
+      await fs.rm(path.join(this.spool, 'tmp', name), { force: true });
+      removed++;
+    }
+    for (const name of await fs.readdir(path.join(this.spool, 'data'))) {
+      if (isQueueId(name) && !isReferenced(name)) {
+        await fs.rm(path.join(this.spool, 'data', name), { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+}
