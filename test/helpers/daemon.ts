@@ -1,0 +1,137 @@
+/**
+ * test/helpers/daemon.ts — real quietlink processes for tests: a temp folder
+ * with a config and spool, the daemon as a child process (bin/quietlink, the
+ * built CLI), and CLI runs. Every wait is on an event with a bounded timeout.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'bin', 'quietlink');
+
+export async function tempDir(prefix = 'ql-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/** Writes `quietlink.yaml` into dir: loopback, port 0, spool in dir; `extra` YAML is appended. */
+export async function writeConfig(dir: string, extra = '', smtpExtra = ''): Promise<string> {
+  const file = path.join(dir, 'quietlink.yaml');
+  await fs.writeFile(file, `hostname: gw.test.example
+spool: spool
+smtp:
+  listen: ["127.0.0.1:0"]
+  mynetworks: [127.0.0.0/8]
+  localDomains: [office.example]
+${smtpExtra.replace(/^/gm, '  ')}
+log: { level: info }
+${extra}
+`);
+  return file;
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export async function runCli(args: string[], opts: { input?: string | Buffer; argv0?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  const script = opts.argv0 ?? BIN;
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdin.on('error', () => undefined);
+  child.stdin.end(opts.input ?? '');
+  const [code] = (await withTimeout(once(child, 'close'), 30_000, `quietlink ${args.join(' ')}`)) as [number | null];
+  return { code, stdout, stderr };
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+    }),
+  ]);
+}
+
+export interface Daemon {
+  proc: ChildProcess;
+  port: number;
+  logs: Array<Record<string, unknown>>;
+  /** Resolves with the first log line (after this call or already seen) matching. */
+  waitLog(pred: (l: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+export async function startDaemon(configFile: string): Promise<Daemon> {
+  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  let buf = '';
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  proc.stdout!.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let obj: Record<string, unknown>;
+      try {
+        obj = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      logs.push(obj);
+      for (const w of [...waiters]) {
+        if (w.pred(obj)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(obj);
+        }
+      }
+    }
+  });
+  const exited = once(proc, 'exit');
+  const waitLog = (pred: (l: Record<string, unknown>) => boolean, what: string, ms = 20_000) => {
+    const seen = logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return withTimeout(
+      Promise.race([
+        new Promise<Record<string, unknown>>((resolve) => waiters.push({ pred, resolve })),
+        exited.then(() => {
+          throw new Error(`daemon exited while waiting for ${what}: ${stderr}`);
+        }),
+      ]),
+      ms,
+      what,
+    );
+  };
+  const ready = await waitLog((l) => l.msg === 'ready', 'daemon ready');
+  const port = (ready.listen as Array<{ port: number }>)[0].port;
+  return {
+    proc,
+    port,
+    logs,
+    waitLog,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const [code] = (await withTimeout(exited, 20_000, 'daemon exit')) as [number | null];
+      return code;
+    },
+    async kill() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGKILL');
+      await withTimeout(exited, 20_000, 'daemon kill');
+    },
+  };
+}

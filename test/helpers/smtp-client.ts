@@ -1,0 +1,111 @@
+/**
+ * test/helpers/smtp-client.ts — a raw SMTP client that sends exactly the
+ * bytes a test gives it (smuggling, bare LF, early talk) and reads whole
+ * replies. Every read has a bounded timeout.
+ */
+import net from 'node:net';
+
+export interface Reply {
+  code: number;
+  text: string;
+}
+
+export class RawSmtp {
+  private buf = '';
+  private waiting: (() => void) | null = null;
+  closed = false;
+
+  private constructor(readonly sock: net.Socket) {
+    sock.on('data', (d) => {
+      this.buf += d.toString('latin1');
+      this.waiting?.();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      this.waiting?.();
+    });
+    sock.on('error', () => undefined);
+  }
+
+  static connect(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect(port, host, () => resolve(new RawSmtp(sock)));
+      sock.once('error', reject);
+    });
+  }
+
+  /** Reads one complete (possibly multi-line) reply. */
+  async reply(ms = 10_000): Promise<Reply> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\r\n]*\r\n)*(\d{3})(?: ([^\r\n]*))?\r\n/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m[0].length);
+        return { code: Number(m[1]), text: m[0].trimEnd() };
+      }
+      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buf)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no SMTP reply within ${ms} ms; have ${JSON.stringify(this.buf)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiting = () => {
+          clearTimeout(t);
+          this.waiting = null;
+          resolve();
+        };
+      });
+    }
+  }
+
+  write(raw: string | Buffer): void {
+    this.sock.write(raw);
+  }
+
+  async cmd(line: string): Promise<Reply> {
+    this.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** Waits until the server closes the connection. */
+  async closedByServer(ms = 10_000): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (!this.closed && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, deadline - Date.now());
+        this.waiting = () => {
+          clearTimeout(t);
+          this.waiting = null;
+          resolve();
+        };
+      });
+    }
+    return this.closed;
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/** Greeting, EHLO, MAIL, RCPTs, DATA with `data` (CRLF already), returning the final reply. */
+export async function sendMail(port: number, from: string, to: string[], data: string, mailParams = ''): Promise<Reply> {
+  const c = await RawSmtp.connect(port);
+  try {
+    await c.reply();
+    await c.cmd('EHLO client.test');
+    const mail = await c.cmd(`MAIL FROM:<${from}>${mailParams ? ` ${mailParams}` : ''}`);
+    if (mail.code !== 250) return mail;
+    for (const t of to) {
+      const r = await c.cmd(`RCPT TO:<${t}>`);
+      if (r.code !== 250) return r;
+    }
+    const d = await c.cmd('DATA');
+    if (d.code !== 354) return d;
+    c.write(`${data}.\r\n`);
+    const final = await c.reply();
+    await c.cmd('QUIT').catch(() => undefined);
+    return final;
+  } finally {
+    c.close();
+  }
+}
