@@ -77,6 +77,7 @@ export class SmtpIntake {
       allowInsecureAuth: false,
       authMethods: ['PLAIN', 'LOGIN'],
       hideDSN: false,
+      hideENHANCEDSTATUSCODES: false,
       socketTimeout: config.timeout.command,
       closeTimeout: 10_000,
       logger: false,

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
+import { stringify } from 'yaml';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin', 'quietlink');
@@ -17,19 +18,26 @@ export async function tempDir(prefix = 'ql-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-/** Writes `quietlink.yaml` into dir: loopback, port 0, spool in dir; `extra` YAML is appended. */
-export async function writeConfig(dir: string, extra = '', smtpExtra = ''): Promise<string> {
+type Tree = { [k: string]: unknown };
+
+function merge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && base[k] && typeof base[k] === 'object' ? merge(base[k] as Tree, v as Tree) : v;
+  }
+  return out;
+}
+
+/** Writes `quietlink.yaml` into dir: loopback, port 0, spool in dir, merged with `over`. */
+export async function writeConfig(dir: string, over: Tree = {}): Promise<string> {
   const file = path.join(dir, 'quietlink.yaml');
-  await fs.writeFile(file, `hostname: gw.test.example
-spool: spool
-smtp:
-  listen: ["127.0.0.1:0"]
-  mynetworks: [127.0.0.0/8]
-  localDomains: [office.example]
-${smtpExtra.replace(/^/gm, '  ')}
-log: { level: info }
-${extra}
-`);
+  const base: Tree = {
+    hostname: 'gw.test.example',
+    spool: 'spool',
+    smtp: { listen: ['127.0.0.1:0'], mynetworks: ['127.0.0.0/8'], localDomains: ['office.example'] },
+    log: { level: 'info' },
+  };
+  await fs.writeFile(file, stringify(merge(base, over)));
   return file;
 }
 

@@ -27,9 +27,10 @@ export class RawSmtp {
     sock.on('error', () => undefined);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
+  /** Connects to 127.0.0.1:port, from `localAddress` (another 127/8 address plays an outside client). */
+  static connect(port: number, localAddress?: string): Promise<RawSmtp> {
     return new Promise((resolve, reject) => {
-      const sock = net.connect(port, host, () => resolve(new RawSmtp(sock)));
+      const sock = net.connect({ port, host: '127.0.0.1', localAddress }, () => resolve(new RawSmtp(sock)));
       sock.once('error', reject);
     });
   }
@@ -57,8 +58,9 @@ export class RawSmtp {
     }
   }
 
+  /** Sends bytes as given (strings as latin1, so '\xe9' is one byte). */
   write(raw: string | Buffer): void {
-    this.sock.write(raw);
+    this.sock.write(typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw);
   }
 
   async cmd(line: string): Promise<Reply> {
