@@ -35,6 +35,8 @@ export function maildropDir(spool: string): string {
 export async function writeMaildrop(spool: string, id: QueueId, sub: Submission, body: Buffer): Promise<void> {
   const dir = maildropDir(spool);
   const tmp = path.join(dir, `.${id}.tmp`);
+  // a host whose daemon never ran yet: make the folder (install.sh makes it with the right owner)
+  await fs.mkdir(dir, { recursive: true, mode: 0o750 });
   const fh = await fs.open(tmp, 'wx', 0o640);
   try {
     await fh.writev([Buffer.from(`${JSON.stringify(sub)}\n`), body]);
