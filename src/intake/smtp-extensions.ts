@@ -13,6 +13,10 @@
  *   disconnected (Postfix's smtpd_forbid_bare_newline).
  * - Early talkers: a client that talks before the greeting (during
  *   smtp.greetPause) gets `554 5.5.0` and is disconnected.
+ * - No fixed 100 ms pause before every greeting: smtp-server waits 100 ms
+ *   to catch early talkers, which caps a client that opens a connection per
+ *   message at 10 messages a second per session. The pause is ours to set
+ *   (smtp.greetPause, default 0 as in Postfix).
  *
  * Known limit: a bare newline check sees one socket chunk at a time and
  * carries the trailing CR across chunks; it runs only in command mode.
@@ -36,6 +40,11 @@ interface ConnectionInternals {
   _closing: boolean;
   send(code: number, data?: string | string[], context?: string | false): void;
   close(): void;
+  name: string;
+  _server: { options: { maxClients?: number }; connections: Set<unknown> };
+  _setListeners(callback: () => void): void;
+  connectionReady(next?: () => void): void;
+  init(): void;
   _onCommand(command: Buffer, callback?: () => void): void;
 }
 
@@ -73,6 +82,17 @@ export function installSmtpExtensions(): void {
       this._qlPendingCR = false;
     }
     return origWrite.call(this, chunk, encoding, next);
+  };
+
+  conn.init = function (this: ConnectionInternals) {
+    this._setListeners(() => {
+      const max = this._server.options.maxClients;
+      if (max && this._server.connections.size > max) {
+        this.send(421, '4.3.2 Too many connections, try again later');
+        return this.close();
+      }
+      setImmediate(() => this.connectionReady());
+    });
   };
 
   const origOnCommand = conn._onCommand;
