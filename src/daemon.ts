@@ -13,6 +13,7 @@ import { loadAll } from './config/load.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
+import { IntakeJournal } from './queue/journal.js';
 import { createIdGenerator, asQueueId } from './queue/queue-id.js';
 import { summarize } from './queue/summary.js';
 import type { Selection } from './queue/select.js';
@@ -37,7 +38,10 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   const now = Date.now;
   const newId = createIdGenerator(now);
   await fs.mkdir(config.spool, { recursive: true, mode: 0o750 });
-  const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log, now });
+  const journal = new IntakeJournal(config.spool, {
+    onError: (err) => log.error({ err: (err as Error).message }, 'intake journal write failed'),
+  });
+  const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log, now, journal });
   const pickup = new MaildropPickup({ spool: config.spool, hostname: config.hostname, queue, log, now });
   const startedAt = now();
 
@@ -77,6 +81,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   let bound: Array<{ host: string; port: number }> = [];
   try {
     await queue.init();
+    await queue.replayJournal();
     const swept = await queue.recover();
     if (swept) log.info({ files: swept }, 'removed leftovers of interrupted writes');
     bound = await intake.start();
@@ -94,6 +99,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       log.info('stopping: no new connections, finishing sessions in flight');
       await intake.stop();
       await control.stop();
+      await queue.close();
+      await journal.close();
       log.info('stopped');
       log.flush();
     },

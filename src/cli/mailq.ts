@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { controlRequest, DaemonNotRunningError } from '../control/client.js';
 import { FsStore } from '../queue/fs-store.js';
 import { Queue } from '../queue/queue.js';
+import { IntakeJournal } from '../queue/journal.js';
 import { summarize, type MessageSummary } from '../queue/summary.js';
 import type { Selection } from '../queue/select.js';
 import { createCliLogger } from '../observability/logger.js';
@@ -18,7 +19,9 @@ export async function readQueue(config: Config, selection: Selection): Promise<M
     return (await controlRequest(config.spool, 'mailq', { selection })) as MessageSummary[];
   } catch (err) {
     if (!(err instanceof DaemonNotRunningError)) throw err;
-    const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log: createCliLogger(), readOnly: true });
+    const journal = new IntakeJournal(config.spool);
+    const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log: createCliLogger(), readOnly: true, journal });
+    await queue.loadJournalReadOnly();
     return (await queue.list(selection)).map(summarize);
   }
 }

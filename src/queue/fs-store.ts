@@ -15,9 +15,10 @@
  */
 import fs from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { GroupSync } from './group-sync.js';
+import { GroupSync, fsyncDir } from './group-sync.js';
 import { isQueueId, type QueueId } from './queue-id.js';
 import type { BodyWriter, Place, QueueStore } from './store.js';
 
@@ -91,6 +92,39 @@ export class FsStore implements QueueStore {
       await fh.close();
     }
     return tmp;
+  }
+
+  async place(bodyId: QueueId, body: Buffer, envelopes: ReadonlyArray<{ place: Place; id: QueueId; bytes: Buffer }>): Promise<string[]> {
+    const files: string[] = [];
+    const bodyFile = this.bodyPath(bodyId);
+    await fs.writeFile(bodyFile, body, { mode: 0o640 });
+    files.push(bodyFile);
+    for (const e of envelopes) {
+      if (e.id !== bodyId) {
+        await fs.rm(this.bodyPath(e.id), { force: true });
+        await fs.link(bodyFile, this.bodyPath(e.id));
+      }
+      const tmp = path.join(this.spool, 'tmp', `${e.id}.${process.pid}.${++this.tmpSeq}.json`);
+      await fs.writeFile(tmp, e.bytes, { mode: 0o640 });
+      const target = this.envelopePath(e.id, e.place);
+      await fs.rename(tmp, target);
+      files.push(target);
+    }
+    return files;
+  }
+
+  async makeDurable(files: readonly string[]): Promise<void> {
+    if (files.length === 0) return;
+    if (await syncFileSystem(this.spool)) return;
+    const dirs = new Set<string>();
+    for (const f of files) {
+      const fh = await fs.open(f, 'r').catch(() => null);
+      if (!fh) continue;
+      await fh.sync();
+      await fh.close();
+      dirs.add(path.dirname(f));
+    }
+    for (const d of dirs) await fsyncDir(d);
   }
 
   async putEnvelope(place: Place, id: QueueId, bytes: Buffer): Promise<void> {
@@ -169,4 +203,13 @@ export class FsStore implements QueueStore {
     }
     return removed;
   }
+}
+
+/** syncfs(2) on the file system holding `dir`, through coreutils `sync -f`; false where that is not possible. */
+function syncFileSystem(dir: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn('sync', ['-f', dir], { stdio: 'ignore' });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
 }

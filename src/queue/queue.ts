@@ -3,7 +3,7 @@
  *
  * Allowed transitions (anything else throws IllegalTransitionError):
  *
- *   (new)        → queued        commit(): body and envelope fsynced, then visible
+ *   (new)        → queued        commit(): durable (journal or fsync) before it resolves
  *   queued       → held          hold()
  *   held         → queued        release()
  *   queued|held  → quarantined   quarantine(reason)
@@ -12,6 +12,13 @@
  *   queued       → queued        update()                (delivery results)
  *   queued       → (removed)     finish()                (no recipient pending)
  *   any          → corrupt       an envelope that cannot be decoded
+ *
+ * New small messages go through the intake journal (group commit, see
+ * queue/journal.ts) and stay "resident" — served from memory, state queued —
+ * until settle() writes their own files: in bulk when intake has been idle
+ * for a moment or memory use passes a cap, or one at a time before any other
+ * transition. A large message (or a queue without a journal) is written to
+ * its own files and fsynced before commit() resolves.
  *
  * Callers: intake (commit), maildrop pickup, control (admin commands),
  * delivery (update/finish). Errors from the store propagate; a corrupt
@@ -26,6 +33,13 @@ import { priority } from './priority.js';
 import { partId, type QueueId } from './queue-id.js';
 import { matches, type Selection } from './select.js';
 import type { BodyWriter, Place, QueueState, QueueStore } from './store.js';
+import type { IntakeJournal } from './journal.js';
+
+/** Files written at once when resident messages are settled. */
+const SETTLE_CONCURRENCY = 8;
+
+/** Bodies up to this size are kept in memory and go through the intake journal. */
+export const JOURNAL_MAX_BODY = 1024 * 1024;
 
 export interface MessageDraft {
   sender: string;
@@ -43,6 +57,12 @@ export interface QueueOptions {
   now?: () => number;
   /** Read-only: a CLI looking at the spool of a daemon that is not running. */
   readOnly?: boolean;
+  /** Group commit for small new messages; without it every message is fsynced on its own. */
+  journal?: IntakeJournal;
+  /** Resident messages are written to their own files after this much idle time (ms). */
+  settleIdle?: number;
+  /** …or as soon as they hold this many bytes of memory. */
+  settleBytes?: number;
 }
 
 export interface Located {
@@ -56,15 +76,62 @@ export class NotInQueueError extends QuietlinkError {
   }
 }
 
+/**
+ * A new message being received: kept in memory while small (it will go
+ * through the journal), spilled to its own body file once large.
+ */
+export class MessageWriter {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  spilled: BodyWriter | null = null;
+
+  constructor(readonly id: QueueId, private readonly store: QueueStore, private readonly spillAt: number) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.spilled) return this.spilled.write(chunk);
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes > this.spillAt) {
+      this.spilled = await this.store.create(this.id);
+      await this.spilled.write(this.takeBuffered());
+    }
+  }
+
+  takeBuffered(): Buffer {
+    const b = Buffer.concat(this.chunks);
+    this.chunks = [];
+    return b;
+  }
+
+  async abort(): Promise<void> {
+    this.chunks = [];
+    await this.spilled?.abort();
+  }
+}
+
+interface Resident {
+  /** All envelopes of the message (split parts share the body). */
+  envelopes: Envelope[];
+  body: Buffer;
+  token: unknown;
+}
+
 export class Queue {
   private readonly now: () => number;
   private readonly groups: readonly QueueGroupConfig[];
   private readonly log: Logger;
+  private readonly journal?: IntakeJournal;
+  /** Messages durable in the journal only, by envelope ID (each part points to its message). */
+  private readonly resident = new Map<QueueId, Resident>();
+  private residentBytes = 0;
+  private settleTimer: NodeJS.Timeout | null = null;
+  private settleChain: Promise<void> = Promise.resolve();
 
   constructor(readonly store: QueueStore, private readonly opts: QueueOptions) {
     this.now = opts.now ?? Date.now;
     this.groups = opts.groups;
     this.log = opts.log;
+    this.journal = opts.journal;
   }
 
   async init(): Promise<void> {
@@ -72,50 +139,213 @@ export class Queue {
   }
 
   /** Starts a new message whose body the caller streams into the returned writer. */
-  begin(id: QueueId): Promise<BodyWriter> {
-    return this.store.create(id);
+  async begin(id: QueueId): Promise<MessageWriter> {
+    return new MessageWriter(id, this.store, this.journal ? JOURNAL_MAX_BODY : 0);
+  }
+
+  private buildEnvelopes(id: QueueId, size: number, draft: MessageDraft): Envelope[] {
+    const parts = splitByGroup(draft.recipients.map((r) => ({ ...r, state: 'pending' as const })), this.groups);
+    const arrival = new Date(this.now()).toISOString();
+    const cls = draft.class ?? 0;
+    return parts.map((part, i): Envelope => ({
+      version: ENVELOPE_VERSION,
+      id: partId(id, i + 1),
+      group: part.group,
+      sender: draft.sender,
+      recipients: part.recipients,
+      arrivalTime: arrival,
+      size,
+      class: cls,
+      priority: priority({ size, recipients: part.recipients.length, class: cls, attempts: 0 }),
+      attempts: 0,
+      nextAttempt: null,
+      bodyType: draft.bodyType,
+      smtputf8: draft.smtputf8,
+      dsn: draft.dsn,
+      client: draft.client,
+    }));
   }
 
   /**
-   * Makes a fully written message durable and visible: the body is fsynced,
-   * the recipients are split into envelopes by queue group, and each envelope
-   * is written and renamed into queue/GROUP/. Only after this resolves may
-   * anyone answer 250.
+   * Makes a fully written message durable and visible, split into envelopes
+   * by queue group. Only after this resolves may anyone answer 250.
    */
-  async commit(body: BodyWriter, size: number, draft: MessageDraft): Promise<Envelope[]> {
-    await body.finish();
-    const parts = splitByGroup(
-      draft.recipients.map((r) => ({ ...r, state: 'pending' as const })),
-      this.groups,
-    );
-    const arrival = new Date(this.now()).toISOString();
-    const envelopes = parts.map((part, i): Envelope => {
-      const cls = draft.class ?? 0;
-      return {
-        version: ENVELOPE_VERSION,
-        id: partId(body.id, i + 1),
-        group: part.group,
-        sender: draft.sender,
-        recipients: part.recipients,
-        arrivalTime: arrival,
-        size,
-        class: cls,
-        priority: priority({ size, recipients: part.recipients.length, class: cls, attempts: 0 }),
-        attempts: 0,
-        nextAttempt: null,
-        bodyType: draft.bodyType,
-        smtputf8: draft.smtputf8,
-        dsn: draft.dsn,
-        client: draft.client,
-      };
-    });
+  async commit(body: MessageWriter, size: number, draft: MessageDraft): Promise<Envelope[]> {
+    const envelopes = this.buildEnvelopes(body.id, size, draft);
+    if (this.journal && !body.spilled) {
+      const bytes = body.takeBuffered();
+      const token = await this.journal.append({ envelopes: Buffer.from(JSON.stringify(envelopes)), body: bytes });
+      const entry: Resident = { envelopes, body: bytes, token };
+      for (const e of envelopes) this.resident.set(e.id, entry);
+      this.residentBytes += bytes.length;
+      this.scheduleSettle();
+      return envelopes;
+    }
+    const writer = body.spilled ?? (await this.store.create(body.id));
+    if (!body.spilled) await writer.write(body.takeBuffered());
+    await writer.finish();
     await Promise.all(envelopes.slice(1).map((e) => this.store.shareBody(body.id, e.id)));
     await Promise.all(envelopes.map((e) => this.store.putEnvelope({ state: 'queued', group: e.group }, e.id, encodeEnvelope(e))));
     return envelopes;
   }
 
+  private scheduleSettle(): void {
+    if (this.residentBytes >= (this.opts.settleBytes ?? 32 * 1024 * 1024)) {
+      void this.settleAll().catch((err) => this.log.error({ err: (err as Error).message }, 'cannot write queued messages to their files'));
+      return;
+    }
+    if (this.settleTimer) this.settleTimer.refresh();
+    else {
+      this.settleTimer = setTimeout(() => {
+        this.settleTimer = null;
+        void this.settleAll().catch((err) => this.log.error({ err: (err as Error).message }, 'cannot write queued messages to their files'));
+      }, this.opts.settleIdle ?? 250);
+      this.settleTimer.unref();
+    }
+  }
+
+  private static placements(entry: Resident) {
+    return entry.envelopes.map((e) => ({ place: { state: 'queued' as const, group: e.group }, id: e.id, bytes: encodeEnvelope(e) }));
+  }
+
+  private forget(entry: Resident): void {
+    for (const e of entry.envelopes) this.resident.delete(e.id);
+    this.residentBytes -= entry.body.length;
+    this.journal?.settled(entry.token);
+  }
+
+  /** Settling runs one step at a time, so a message is never written twice or after it moved on. */
+  private serially(step: () => Promise<void>): Promise<void> {
+    const next = this.settleChain.then(step);
+    this.settleChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Writes every resident message to its own files, makes them durable with
+   * one sync, and lets the journal delete its segments.
+   */
+  settleAll(): Promise<void> {
+    const journal = this.journal;
+    if (!journal) return Promise.resolve();
+    return this.serially(async () => {
+      await journal.rotate();
+      const entries = [...new Set(this.resident.values())];
+      const files: string[] = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < entries.length) {
+          const entry = entries[next++];
+          files.push(...(await this.store.place(entry.envelopes[0].id, entry.body, Queue.placements(entry))));
+        }
+      };
+      await Promise.all(Array.from({ length: SETTLE_CONCURRENCY }, worker));
+      await this.store.makeDurable(files);
+      for (const entry of entries) this.forget(entry);
+      await journal.release();
+      if (entries.length) {
+        const ids = entries.flatMap((e) => e.envelopes.map((x) => x.id));
+        this.log.info({ messages: entries.length, ...(ids.length <= 50 ? { ids } : {}) }, 'settled');
+      }
+    });
+  }
+
+  /** Before any transition: a resident message gets its own durable files first. */
+  private settle(id: QueueId): Promise<void> {
+    if (!this.resident.has(id)) return Promise.resolve();
+    return this.serially(async () => {
+      const entry = this.resident.get(id);
+      if (!entry) return;
+      await this.store.makeDurable(await this.store.place(entry.envelopes[0].id, entry.body, Queue.placements(entry)));
+      this.forget(entry);
+    });
+  }
+
+  /**
+   * Start-up, before anything else touches the queue: rewrites every message
+   * of the intake journal whose files a crash left missing or damaged, makes
+   * them durable, then opens the journal for new messages.
+   */
+  async replayJournal(): Promise<number> {
+    const journal = this.journal;
+    if (!journal) return 0;
+    const written: string[] = [];
+    let repaired = 0;
+    const groups = await this.store.groups();
+    for await (const rec of journal.replay()) {
+      let envelopes: Envelope[];
+      try {
+        envelopes = (JSON.parse(rec.envelopes.toString()) as unknown[]).map((e) => decodeEnvelope(JSON.stringify(e)));
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'skipping an unreadable intake journal record');
+        continue;
+      }
+      for (const env of envelopes) {
+        let place: Place | null = null;
+        let intact = false;
+        for (const p of this.places(groups)) {
+          const bytes = await this.store.readEnvelope(env.id, p).catch(() => null);
+          if (!bytes) continue;
+          place = p;
+          try {
+            intact = decodeEnvelope(bytes).id === env.id;
+          } catch {
+            intact = false;
+          }
+          break;
+        }
+        const body = await this.store.readBody(env.id).catch(() => null);
+        const bodyIntact = body !== null && body.equals(rec.body);
+        if (intact && bodyIntact) continue;
+        repaired++;
+        // an envelope that exists and reads well may have moved on (held, updated): keep it
+        written.push(...(await this.store.place(env.id, rec.body, intact ? [] : [{ place: place ?? { state: 'queued', group: env.group }, id: env.id, bytes: encodeEnvelope(env) }])));
+      }
+    }
+    await this.store.makeDurable(written);
+    await journal.open();
+    if (repaired) this.log.warn({ messages: repaired }, 'intake journal replayed: rewrote messages a crash left incomplete');
+    return repaired;
+  }
+
+  /** In read-only use: lists the journal's messages as resident (the daemon is not running). */
+  async loadJournalReadOnly(): Promise<void> {
+    if (!this.journal) return;
+    const groups = await this.store.groups();
+    for await (const rec of this.journal.replay()) {
+      try {
+        const envelopes = (JSON.parse(rec.envelopes.toString()) as unknown[]).map((e) => decodeEnvelope(JSON.stringify(e)));
+        const missing = [];
+        for (const e of envelopes) {
+          let found = false;
+          for (const p of this.places(groups)) if (await this.store.readEnvelope(e.id, p).then(() => true, () => false)) found = true;
+          if (!found) missing.push(e);
+        }
+        if (missing.length) {
+          const entry: Resident = { envelopes: missing, body: rec.body, token: null };
+          for (const e of missing) this.resident.set(e.id, entry);
+        }
+      } catch {
+        // a damaged record is the daemon's to report at its next start
+      }
+    }
+  }
+
+  /** Stops timers; resident messages stay safe in the journal. */
+  async close(): Promise<void> {
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    await this.settleAll();
+  }
+
   private places(groups: readonly string[]): Place[] {
     return [...groups.map((g): Place => ({ state: 'queued', group: g })), { state: 'held' }, { state: 'quarantined' }];
+  }
+
+  private residentLocated(id: QueueId): Located | null {
+    const entry = this.resident.get(id);
+    const env = entry?.envelopes.find((e) => e.id === id);
+    return env ? { env, place: { state: 'queued', group: env.group } } : null;
   }
 
   /** Reads one envelope; a corrupt one is moved aside (unless read-only) and null returned. */
@@ -144,6 +374,8 @@ export class Queue {
   }
 
   async find(id: QueueId): Promise<Located | null> {
+    const r = this.residentLocated(id);
+    if (r) return r;
     for (const place of this.places(await this.store.groups())) {
       const env = await this.read(id, place);
       if (env) return { env, place };
@@ -151,16 +383,19 @@ export class Queue {
     return null;
   }
 
-  /** Whether any state holds an envelope with this ID (maildrop pickup is idempotent by it). */
-  async has(id: QueueId): Promise<boolean> {
-    return (await this.find(id)) !== null;
-  }
-
   /** Every envelope at the given states, read and validated. */
   async *walk(states: readonly QueueState[] = ['queued', 'held', 'quarantined']): AsyncIterable<Located> {
+    const resident = new Set(this.resident.keys());
+    if (states.includes('queued')) {
+      for (const id of resident) {
+        const r = this.residentLocated(id);
+        if (r) yield r;
+      }
+    }
     const places = this.places(await this.store.groups()).filter((p) => states.includes(p.state));
     for (const place of places) {
       for await (const id of this.store.walk(place)) {
+        if (resident.has(id)) continue;
         const env = await this.read(id, place);
         if (env) yield { env, place };
       }
@@ -177,18 +412,23 @@ export class Queue {
   }
 
   async counts(): Promise<Record<'queued' | 'held' | 'quarantined' | 'corrupt', number>> {
-    const counts = { queued: 0, held: 0, quarantined: 0, corrupt: 0 };
+    const counts = { queued: this.resident.size, held: 0, quarantined: 0, corrupt: 0 };
     const groups = await this.store.groups();
     for (const place of [...this.places(groups), { state: 'corrupt' } as Place]) {
       for await (const id of this.store.walk(place)) {
-        void id;
-        counts[place.state]++;
+        if (!this.resident.has(id)) counts[place.state]++;
       }
     }
     return counts;
   }
 
+  /** The message's bytes as they will be sent. */
+  async readBody(id: QueueId): Promise<Buffer> {
+    return this.resident.get(id)?.body ?? this.store.readBody(id);
+  }
+
   private async locate(id: QueueId): Promise<Located> {
+    await this.settle(id);
     const loc = await this.find(id);
     if (!loc) throw new NotInQueueError(id);
     return loc;
@@ -222,8 +462,8 @@ export class Queue {
   async quarantine(id: QueueId, reason: string): Promise<Envelope> {
     if (reason === '') return this.unquarantine(id);
     const { env, place } = await this.locate(id);
-    const next = { ...env, quarantine: this.stamp(reason) };
     if (place.state === 'corrupt') throw new IllegalTransitionError(`Cannot quarantine message ${id}: it is corrupt`);
+    const next = { ...env, quarantine: this.stamp(reason) };
     await this.store.move(id, place, { state: 'quarantined' }, encodeEnvelope(next));
     this.log.info({ qid: id, reason }, 'quarantined');
     return next;
@@ -241,6 +481,7 @@ export class Queue {
 
   /** Rewrites a queued envelope (delivery results, next attempt). */
   async update(env: Envelope): Promise<void> {
+    await this.settle(env.id);
     await this.store.putEnvelope({ state: 'queued', group: env.group }, env.id, encodeEnvelope(env));
   }
 
@@ -249,12 +490,14 @@ export class Queue {
     if (env.recipients.some((r) => r.state === 'pending')) {
       throw new IllegalTransitionError(`Cannot remove message ${env.id}: recipients are still pending`);
     }
+    // a journal record of a removed message must never be replayed: settle everything first
+    if (this.journal?.hasUnsettled) await this.settleAll();
     await this.store.remove(env.id, { state: 'queued', group: env.group });
   }
 
   /** Sweeps leftovers of interrupted writes; returns how many files went. */
   async recover(): Promise<number> {
-    const referenced = new Set<string>();
+    const referenced = new Set<string>(this.resident.keys());
     for await (const { env } of this.walk(['queued', 'held', 'quarantined'])) referenced.add(env.id);
     for await (const id of this.store.walk({ state: 'corrupt' })) referenced.add(id);
     return this.store.recover((id) => referenced.has(id));

@@ -32,6 +32,14 @@ export interface QueueStore {
   create(id: QueueId): Promise<BodyWriter>;
   /** Gives `to` the same body as `from` (split envelopes). */
   shareBody(from: QueueId, to: QueueId): Promise<void>;
+  /**
+   * Puts a new message's body and envelopes in place without fsync, for a
+   * message the intake journal already holds durably. Returns the files
+   * written (the journal's checkpoint makes them durable).
+   */
+  place(bodyId: QueueId, body: Buffer, envelopes: ReadonlyArray<{ place: Place; id: QueueId; bytes: Buffer }>): Promise<string[]>;
+  /** Makes files written by place() durable (one syncfs where possible). */
+  makeDurable(files: readonly string[]): Promise<void>;
   /** Writes (or replaces) an envelope atomically at `place`. */
   putEnvelope(place: Place, id: QueueId, bytes: Buffer): Promise<void>;
   /** Moves an envelope atomically, optionally rewriting it on the way. */

@@ -37,6 +37,7 @@ test('a message by SMTP and one by sendmail -t both show in mailq; Total request
     assert.match(plain.stdout, /<carol@far\.example>/);
     assert.match(plain.stdout, /\tTotal requests: 2\n$/);
     const id = q.messages.find((m) => m.sender === 'cron@office.example')!.id;
+    await daemon.waitLog((l) => l.msg === 'settled' && (l.ids as string[] | undefined)?.includes(id) === true, 'settled');
     const body = await fs.readFile(path.join(path.dirname(config), 'spool', 'data', id), 'utf8');
     assert.match(body, /\r\nstill body\r\n$/, '-i keeps lines after a lone dot');
     assert.match(body, /^Message-ID: </m);

@@ -30,8 +30,14 @@ after(async () => {
 
 const MSG = 'Subject: test\r\n\r\nhello\r\n';
 
+/** The envelope as the admin sees it (mailq --json), and the body once the daemon wrote it to its file. */
 async function envelopeOf(id: string) {
-  return JSON.parse(await fs.readFile(path.join(dir, 'spool', 'queue', 'mqueue', `${id}.json`), 'utf8'));
+  return JSON.parse((await runCli(['mailq', '-c', config, '--json', '-qI', id])).stdout).messages[0];
+}
+
+async function bodyOf(id: string): Promise<Buffer> {
+  await daemon.waitLog((l) => l.msg === 'settled' && (l.ids as string[] | undefined)?.includes(id) === true, `${id} settled`);
+  return fs.readFile(path.join(dir, 'spool', 'data', id));
 }
 
 test('a message from mynetworks is queued with 250 and shows in mailq and --json', async () => {
@@ -47,7 +53,7 @@ test('a message from mynetworks is queued with 250 and shows in mailq and --json
   const j = JSON.parse((await runCli(['mailq', '-c', config, '--json', `-qI${id}`])).stdout);
   assert.equal(j.total, 1);
   assert.deepEqual(j.messages[0].recipients.map((x: { address: string }) => x.address), ['bob@far.example', 'carol@far.example']);
-  const body = await fs.readFile(path.join(dir, 'spool', 'data', id), 'utf8');
+  const body = (await bodyOf(id)).toString();
   assert.match(body, /^Received: from client\.test \(\[127\.0\.0\.1\]\)/);
   assert.ok(body.endsWith(MSG));
   const logged = await daemon.waitLog((l) => l.qid === id && l.msg === 'queued', 'queued log line');
@@ -159,7 +165,7 @@ test('8-bit data without BODY=8BITMIME gets 554 5.6.1; with it, 250', async () =
   assert.equal(ok.code, 250);
   const id = /queued as (\S+)/.exec(ok.text)![1];
   assert.equal((await envelopeOf(id)).bodyType, '8BITMIME');
-  const body = await fs.readFile(path.join(dir, 'spool', 'data', id));
+  const body = await bodyOf(id);
   assert.ok(body.includes(Buffer.from('caf\xe9', 'latin1')));
 });
 
