@@ -102,7 +102,6 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       await queue.close();
       await journal.close();
       log.info('stopped');
-      log.flush();
     },
   };
 }

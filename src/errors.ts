@@ -134,5 +134,6 @@ export function exitCodeOf(err: unknown): ExitCode {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOSPC' || code === 'EAGAIN') return EX.TEMPFAIL;
   if (code === 'EACCES' || code === 'EPERM') return EX.NOPERM;
+  if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') return EX.UNAVAILABLE;
   return EX.SOFTWARE;
 }

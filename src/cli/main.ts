@@ -47,7 +47,7 @@ async function start(file: string): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       daemon.log.info({ signal }, 'signal received');
-      daemon.stop().then(resolve, (err) => {
+      daemon.stop().then(() => daemon.log.flush(() => resolve()), (err) => {
         daemon.log.error({ err: (err as Error).message }, 'error while stopping');
         resolve();
       });

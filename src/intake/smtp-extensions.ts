@@ -13,6 +13,8 @@
  *   disconnected (Postfix's smtpd_forbid_bare_newline).
  * - Early talkers: a client that talks before the greeting (during
  *   smtp.greetPause) gets `554 5.5.0` and is disconnected.
+ * - AUTH is neither offered nor accepted before STARTTLS (smtp-server
+ *   offers it in plaintext even when it would refuse it).
  * - No fixed 100 ms pause before every greeting: smtp-server waits 100 ms
  *   to catch early talkers, which caps a client that opens a connection per
  *   message at 10 messages a second per session. The pause is ours to set
@@ -41,10 +43,12 @@ interface ConnectionInternals {
   send(code: number, data?: string | string[], context?: string | false): void;
   close(): void;
   name: string;
-  _server: { options: { maxClients?: number }; connections: Set<unknown> };
+  _server: { options: { maxClients?: number; allowInsecureAuth?: boolean }; connections: Set<unknown> };
   _setListeners(callback: () => void): void;
   connectionReady(next?: () => void): void;
   init(): void;
+  secure: boolean;
+  _isSupported(command: string): boolean;
   _onCommand(command: Buffer, callback?: () => void): void;
 }
 
@@ -93,6 +97,12 @@ export function installSmtpExtensions(): void {
       }
       setImmediate(() => this.connectionReady());
     });
+  };
+
+  const origIsSupported = conn._isSupported;
+  conn._isSupported = function (this: ConnectionInternals, command) {
+    if (/^\s*AUTH\s*$/i.test(command) && !this.secure && !this._server.options.allowInsecureAuth) return false;
+    return origIsSupported.call(this, command);
   };
 
   const origOnCommand = conn._onCommand;

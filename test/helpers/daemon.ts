@@ -76,6 +76,7 @@ export interface Daemon {
   logs: Array<Record<string, unknown>>;
   /** Resolves with the first log line (after this call or already seen) matching. */
   waitLog(pred: (l: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM (once) and the exit code. */
   stop(): Promise<number | null>;
   kill(): Promise<void>;
 }
@@ -109,6 +110,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     }
   });
   const exited = once(proc, 'exit');
+  let terminated = false;
   const waitLog = (pred: (l: Record<string, unknown>) => boolean, what: string, ms = 20_000) => {
     const seen = logs.find(pred);
     if (seen) return Promise.resolve(seen);
@@ -132,7 +134,8 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     waitLog,
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-      proc.kill('SIGTERM');
+      if (!terminated) proc.kill('SIGTERM');
+      terminated = true;
       const [code] = (await withTimeout(exited, 20_000, 'daemon exit')) as [number | null];
       return code;
     },
