@@ -181,7 +181,7 @@ export class SmtpIntake {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       scanner.push(chunk);
       if (headerText.length < 16_384 && !headerText.includes('\r\n\r\n')) headerText += chunk.toString('latin1', 0, 16_384);
-      if (failure || scanner.hasBareNewline) continue;
+      if (failure || scanner.hasBareNewline || stream.sizeExceeded) continue;
       pending.push(chunk);
       pendingBytes += chunk.length;
       if (pendingBytes >= BUFFER_LIMIT && writer) {

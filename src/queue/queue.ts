@@ -38,6 +38,9 @@ import type { IntakeJournal } from './journal.js';
 /** Files written at once when resident messages are settled. */
 const SETTLE_CONCURRENCY = 8;
 
+/** Resident messages are settled at least this often under a steady trickle (ms). */
+const SETTLE_MAX_AGE = 30_000;
+
 /** Bodies up to this size are kept in memory and go through the intake journal. */
 export const JOURNAL_MAX_BODY = 1024 * 1024;
 
@@ -126,6 +129,8 @@ export class Queue {
   private residentBytes = 0;
   private settleTimer: NodeJS.Timeout | null = null;
   private settleChain: Promise<void> = Promise.resolve();
+  /** When the oldest message still resident was committed (null: none waiting for a settle). */
+  private residentSince: number | null = null;
 
   constructor(readonly store: QueueStore, private readonly opts: QueueOptions) {
     this.now = opts.now ?? Date.now;
@@ -190,7 +195,11 @@ export class Queue {
   }
 
   private scheduleSettle(): void {
-    if (this.residentBytes >= (this.opts.settleBytes ?? 32 * 1024 * 1024)) {
+    const now = this.now();
+    if (this.residentSince === null) this.residentSince = now;
+    // a steady trickle keeps refreshing the idle timer: settle at least every SETTLE_MAX_AGE
+    if (this.residentBytes >= (this.opts.settleBytes ?? 32 * 1024 * 1024) || now - this.residentSince >= SETTLE_MAX_AGE) {
+      this.residentSince = null;
       void this.settleAll().catch((err) => this.log.error({ err: (err as Error).message }, 'cannot write queued messages to their files'));
       return;
     }
@@ -198,6 +207,7 @@ export class Queue {
     else {
       this.settleTimer = setTimeout(() => {
         this.settleTimer = null;
+        this.residentSince = null;
         void this.settleAll().catch((err) => this.log.error({ err: (err as Error).message }, 'cannot write queued messages to their files'));
       }, this.opts.settleIdle ?? 250);
       this.settleTimer.unref();
