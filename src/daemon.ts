@@ -3,24 +3,37 @@
  * runs this in the foreground (systemd style).
  *
  * Start: configuration (exit 78 on errors) → control socket (refuses a second
- * daemon) → queue folders and recovery of interrupted writes → SMTP intake →
- * maildrop pickup → "ready" log line. SIGTERM/SIGINT: stop accepting, let
- * sessions in flight finish, exit 0.
+ * daemon) → queue folders, journal replay, recovery of interrupted writes →
+ * SMTP intake → maildrop pickup → "ready" log line → a first run for what
+ * deliveryMode sends at once. SIGHUP and a changed mailertable, class or
+ * authinfo file reload the routes. SIGTERM/SIGINT: stop accepting, let
+ * sessions in flight finish, settle the queue, exit 0.
  */
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { isAscii } from 'node:buffer';
 import type { Logger } from 'pino';
-import { loadAll } from './config/load.js';
+import { loadAll, loadClassicMaps, type ClassicMaps } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { formatProblem, UsageError } from './errors.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
 import { IntakeJournal } from './queue/journal.js';
 import { createIdGenerator, asQueueId } from './queue/queue-id.js';
 import { summarize } from './queue/summary.js';
+import type { Envelope } from './queue/envelope.js';
 import type { Selection } from './queue/select.js';
 import { SmtpIntake } from './intake/smtp-intake.js';
 import { MaildropPickup } from './intake/maildrop-pickup.js';
+import { buildRouteTable, type RouteTable } from './routing/route.js';
+import { NodeDnsResolver } from './delivery/resolver.js';
+import { Deliverer } from './delivery/deliverer.js';
+import { composeDsn } from './delivery/dsn.js';
+import { QueueRunner, type RunEvent } from './scheduler/queue-runner.js';
+import type { Notice } from './scheduler/apply-results.js';
+import { alwaysUp } from './link/link-gate.js';
 import { createDaemonLogger } from './observability/logger.js';
-import { UsageError } from './errors.js';
 
 export interface DaemonHandle {
   log: Logger;
@@ -32,29 +45,115 @@ function ids(args: Record<string, unknown>) {
   return args.ids.map((s) => asQueueId(String(s)));
 }
 
+/** The domains anyone may send to: localDomains and the hold classes. */
+function openDomainsOf(config: Config, maps: ClassicMaps): Set<string> {
+  const open = new Set<string>(config.smtp.localDomains);
+  for (const cls of config.holdClasses) for (const d of maps.classes.get(cls) ?? []) open.add(d);
+  return open;
+}
+
 export async function startDaemon(configFile: string): Promise<DaemonHandle> {
-  const { config, maps } = await loadAll(configFile);
+  let { config, maps } = await loadAll(configFile);
   const log = createDaemonLogger(config.log.level);
   const now = Date.now;
   const newId = createIdGenerator(now);
-  await fs.mkdir(config.spool, { recursive: true, mode: 0o750 });
+  await fsp.mkdir(config.spool, { recursive: true, mode: 0o750 });
   const journal = new IntakeJournal(config.spool, {
     onError: (err) => log.error({ err: (err as Error).message }, 'intake journal write failed'),
   });
   const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log, now, journal });
-  const pickup = new MaildropPickup({ spool: config.spool, hostname: config.hostname, queue, log, now });
   const startedAt = now();
+  let table: RouteTable = buildRouteTable(config, maps.mailertable, maps.classes);
+  const openDomains = openDomainsOf(config, maps);
 
-  const openDomains = new Set<string>(config.smtp.localDomains);
-  for (const cls of config.holdClasses) for (const d of maps.classes.get(cls) ?? []) openDomains.add(d);
-  const intake = new SmtpIntake({ config, openDomains, queue, log, newId, now });
+  const deliverer = new Deliverer({
+    hostname: config.hostname,
+    timeouts: {
+      connect: config.timeout.connect,
+      helo: config.timeout.helo,
+      command: Math.max(config.timeout.mail, config.timeout.rcpt, config.timeout.datainit, config.timeout.datablock, config.timeout.datafinal),
+    },
+    authinfo: () => maps.authinfo,
+    resolver: new NodeDnsResolver(),
+    log,
+    readBody: (env) => queue.readBody(env.id),
+  });
+
+  /** Queues a notice (RFC 3464 DSN) to the sender of env, and sends it as intake would. */
+  const notify = async (env: Envelope, notices: Notice[], kind: 'failure' | 'delay') => {
+    const id = newId();
+    const body = await composeDsn({
+      hostname: config.hostname, now: now(), env, notices, kind, original: await queue.readBody(env.id), messageId: id,
+      willRetryUntil: Date.parse(env.arrivalTime) + config.queue.queueReturn,
+    });
+    const writer = await queue.begin(id);
+    await writer.write(body);
+    const envs = await queue.commit(writer, body.length, {
+      sender: '', recipients: [{ address: env.sender }], bodyType: isAscii(body) ? '7BIT' : '8BITMIME', smtputf8: false, dsn: {}, client: { via: 'dsn' },
+    });
+    log.info({ qid: id, about: env.id, kind, to: env.sender, rcpts: notices.map((n) => n.address) }, 'delivery status notification queued');
+    void afterIntake(envs);
+  };
+
+  const runner = new QueueRunner({ queue, deliverer, config: () => config, table: () => table, linkAvailable: () => alwaysUp.mayUseLink(), log, now, notify });
+
+  /** What deliveryMode sends right after intake; interactive callers wait for it. */
+  const afterIntake = (envs: Envelope[]): Promise<void> | undefined => {
+    if (config.deliveryMode === 'queue') return undefined;
+    const run = runner.run({ trigger: { kind: 'intake' }, ids: envs.map((e) => e.id) })
+      .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed'));
+    return config.deliveryMode === 'interactive' ? run : undefined;
+  };
+
+  const pickup = new MaildropPickup({ spool: config.spool, hostname: config.hostname, queue, log, now, onQueued: afterIntake });
+  const intake = new SmtpIntake({ config, openDomains, queue, log, newId, now, onQueued: afterIntake });
+
+  /** Re-reads the configuration's routes and the classic files; on any problem the old ones stay. */
+  const reload = async (reason: string) => {
+    try {
+      const next = await loadAll(configFile);
+      config = { ...next.config, smtp: config.smtp, spool: config.spool };
+      maps = next.maps;
+      table = buildRouteTable(config, maps.mailertable, maps.classes);
+      openDomains.clear();
+      for (const d of openDomainsOf(config, maps)) openDomains.add(d);
+      log.info({ reason, routes: table.inline.size + table.mailertable.size }, 'routes reloaded');
+    } catch (err) {
+      const problems = (err as { problems?: Array<{ file: string; line: number; message: string }> }).problems;
+      if (problems) for (const p of problems) log.error({ reason }, `reload refused: ${formatProblem(p)}`);
+      else log.error({ reason, err: (err as Error).message }, 'reload refused');
+    }
+  };
+  const watched = [configFile, config.mailertable, config.authinfo, ...Object.values(config.classes).map((c) => c.file)].filter((f): f is string => Boolean(f));
+  for (const f of watched) fs.watchFile(f, { interval: 2000, persistent: false }, (cur, prev) => {
+    if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino) void reload(`${f} changed`);
+  });
+  const onHup = () => void reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+
+  const timers: NodeJS.Timeout[] = [];
+  const queueRun = (group?: string) => runner.run({ trigger: { kind: 'run' }, group })
+    .catch((err) => log.error({ err: (err as Error).message, group }, 'queue run failed'));
+  if (config.flush.interval > 0) timers.push(setInterval(() => void queueRun(), config.flush.interval));
+  for (const g of config.queue.groups) if (g.interval && g.runners > 0) timers.push(setInterval(() => void queueRun(g.name), g.interval));
 
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
-    ['flush', async () => {
-      log.info({ cause: 'operator' }, 'flush requested (the delivery engine is not built yet: mail stays queued)');
-      return { started: false };
+    ['flush', async (args, emit) => {
+      const selection = (args.selection as Selection | undefined) ?? { selectors: [], quarantined: false };
+      const run = runner.run({
+        trigger: { kind: 'flush', names: selection.selectors.length > 0 },
+        selection,
+        dryRun: Boolean(args.dryRun),
+        onEvent: args.verbose ? (e: RunEvent) => emit(e) : undefined,
+      });
+      log.info({ cause: 'operator', selection: selection.selectors }, 'flush');
+      if (!args.wait && !args.dryRun && !args.verbose) {
+        run.catch((err) => log.error({ err: (err as Error).message }, 'flush failed'));
+        return { started: true };
+      }
+      return run;
     }],
     ['pickup', async () => ({ picked: [...(await pickup.run()).keys()] })],
     ['mailq', async (args) => select(args.selection as Selection)],
@@ -92,11 +191,16 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     throw err;
   }
   log.info({ listen: bound, spool: config.spool, pid: process.pid }, 'ready');
+  // what was waiting for deliveryMode's "at once" when the daemon stopped goes now
+  void runner.run({ trigger: { kind: 'intake' } }).catch((err) => log.error({ err: (err as Error).message }, 'start-up run failed'));
 
   return {
     log,
     async stop() {
       log.info('stopping: no new connections, finishing sessions in flight');
+      for (const t of timers) clearInterval(t);
+      for (const f of watched) fs.unwatchFile(f);
+      process.off('SIGHUP', onHup);
       await intake.stop();
       await control.stop();
       await queue.close();

@@ -10,6 +10,7 @@ import { extractConfig } from './args.js';
 import { runMailq } from './mailq.js';
 import { runSendmail } from './sendmail.js';
 import { runHold, runQuarantine, runRelease, runStatus } from './admin.js';
+import { runFlush } from './flush.js';
 import type { Config } from '../config/schema.js';
 
 const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
@@ -18,6 +19,7 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   mailq [-qR|-qS|-qI STR] [-qG GROUP] [-qQ] [--json]  list the queue
   hold ID... | release ID...
   quarantine -Q REASON (ID... | -qR/-qS/-qI STR)     -Q "" releases
+  flush [-qR|-qS|-qI STR] [-qG GROUP] [-v] [--wait] [--dry-run]   run the matching mail now
   status [--json]
   check-config               validate the configuration and the files it names
 `;
@@ -31,6 +33,7 @@ const COMMANDS: Record<string, Command> = {
   release: runRelease,
   quarantine: runQuarantine,
   status: runStatus,
+  flush: runFlush,
 };
 
 async function checkConfig(file: string): Promise<number> {

@@ -19,6 +19,7 @@ import { writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
 import { checkArgument, composeLocalSubmission, qualify } from '../intake/local-submission.js';
 import { isValidMailbox } from '../intake/address.js';
 import { runMailq } from './mailq.js';
+import { runFlush } from './flush.js';
 
 /** Options that take a value (sendmail's getopt string); `q` takes an optional one. */
 const WITH_VALUE = new Set(['A', 'B', 'b', 'C', 'd', 'e', 'F', 'f', 'h', 'L', 'N', 'O', 'o', 'p', 'Q', 'R', 'r', 'V', 'X']);
@@ -146,10 +147,7 @@ export async function runSendmail(config: Config, argv: string[]): Promise<numbe
   const o = parseSendmailArgs(argv);
   if (o.mode === 'list') return runMailq(config, o.listArgs);
   if (o.mode === 'smtp') throw new UsageError('sendmail: -bs is not supported yet');
-  if (o.mode === 'flush') {
-    await controlRequest(config.spool, 'flush', { argv: o.listArgs });
-    return EX.OK;
-  }
+  if (o.mode === 'flush') return runFlush(config, [...o.listArgs.filter((a) => a !== '-q'), ...(o.verbose ? ['-v'] : [])]);
   const user = currentUser();
   let sender = o.from === undefined ? `${user.name}@${config.hostname}` : o.from.replace(/^<(.*)>$/, '$1');
   if (sender !== '') sender = qualify(sender, config.hostname);

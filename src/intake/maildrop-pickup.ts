@@ -19,7 +19,8 @@ export interface PickupDeps {
   queue: Queue;
   log: Logger;
   now: () => number;
-  onQueued?: (envelopes: Envelope[]) => void;
+  /** A returned promise is awaited (interactive mode: the sendmail command waits for delivery). */
+  onQueued?: (envelopes: Envelope[]) => Promise<void> | undefined;
 }
 
 export class MaildropPickup {
@@ -93,7 +94,8 @@ export class MaildropPickup {
     }
     await removeMaildrop(spool, id);
     log.info({ qid: id, from: sub.sender, size: trace.length + body.length, nrcpts: sub.recipients.length, to: sub.recipients, relay: `${sub.user}@localhost`, proto: 'local', parts: envelopes.length }, 'queued');
-    this.deps.onQueued?.(envelopes);
+    const delivering = this.deps.onQueued?.(envelopes);
+    if (delivering) await delivering;
     return envelopes;
   }
 }

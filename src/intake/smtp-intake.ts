@@ -32,8 +32,8 @@ export interface IntakeDeps {
   log: Logger;
   newId: () => QueueId;
   now: () => number;
-  /** Called after a message is durable and 250 has been sent. */
-  onQueued?: (envelopes: Envelope[]) => void;
+  /** Called once a message is durable, before the 250; a returned promise is awaited (interactive mode). */
+  onQueued?: (envelopes: Envelope[]) => Promise<void> | undefined;
   /** Intake refusals that depend on the machine (disk, load); null = accept. */
   admission?: () => MailError | null;
 }
@@ -232,7 +232,8 @@ export class SmtpIntake {
         to: rcpts.map((r) => r.address), relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`,
         proto: protocol, parts: envelopes.length,
       }, 'queued');
-      setImmediate(() => this.deps.onQueued?.(envelopes));
+      const delivering = this.deps.onQueued?.(envelopes);
+      if (delivering) await delivering;
       return `2.0.0 Ok: queued as ${id}`;
     } catch (err) {
       log.error({ qid: id, err: (err as Error).message }, 'cannot commit message to the queue');

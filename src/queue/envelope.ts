@@ -40,7 +40,9 @@ export interface Envelope {
   bodyType: '7BIT' | '8BITMIME';
   smtputf8: boolean;
   dsn: { ret?: 'FULL' | 'HDRS'; envid?: string };
-  client: { via: 'smtp' | 'sendmail'; ip?: string; helo?: string; user?: string };
+  client: { via: 'smtp' | 'sendmail' | 'dsn'; ip?: string; helo?: string; user?: string };
+  /** A delay warning (queueWarn) has been sent. */
+  warned?: boolean;
   hold?: { reason: string; since: string };
   quarantine?: { reason: string; since: string };
 }

@@ -129,6 +129,8 @@ export class Queue {
   private residentBytes = 0;
   private settleTimer: NodeJS.Timeout | null = null;
   private settleChain: Promise<void> = Promise.resolve();
+  /** Per-message locks: delivery holds one while it works on a message; admin commands wait. */
+  private readonly locks = new Map<QueueId, Promise<void>>();
   /** When the oldest message still resident was committed (null: none waiting for a settle). */
   private residentSince: number | null = null;
 
@@ -437,6 +439,27 @@ export class Queue {
     return this.resident.get(id)?.body ?? this.store.readBody(id);
   }
 
+  /** Locks a message; resolves with the release. Delivery holds it from reading to writing back. */
+  async lock(id: QueueId): Promise<() => void> {
+    for (let held = this.locks.get(id); held; held = this.locks.get(id)) await held;
+    let release!: () => void;
+    const p = new Promise<void>((resolve) => (release = resolve));
+    this.locks.set(id, p);
+    return () => {
+      if (this.locks.get(id) === p) this.locks.delete(id);
+      release();
+    };
+  }
+
+  private async locked<T>(id: QueueId, fn: () => Promise<T>): Promise<T> {
+    const release = await this.lock(id);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
   private async locate(id: QueueId): Promise<Located> {
     await this.settle(id);
     const loc = await this.find(id);
@@ -448,7 +471,11 @@ export class Queue {
     return { reason, since: new Date(this.now()).toISOString() };
   }
 
-  async hold(id: QueueId, reason = 'held by operator'): Promise<Envelope> {
+  hold(id: QueueId, reason = 'held by operator'): Promise<Envelope> {
+    return this.locked(id, () => this.holdLocked(id, reason));
+  }
+
+  private async holdLocked(id: QueueId, reason: string): Promise<Envelope> {
     const { env, place } = await this.locate(id);
     if (place.state === 'held') return env;
     if (place.state !== 'queued') throw new IllegalTransitionError(`Cannot hold message ${id}: it is ${place.state}`);
@@ -458,7 +485,11 @@ export class Queue {
     return next;
   }
 
-  async release(id: QueueId): Promise<Envelope> {
+  release(id: QueueId): Promise<Envelope> {
+    return this.locked(id, () => this.releaseLocked(id));
+  }
+
+  private async releaseLocked(id: QueueId): Promise<Envelope> {
     const { env, place } = await this.locate(id);
     if (place.state === 'queued') return env;
     if (place.state !== 'held') throw new IllegalTransitionError(`Cannot release message ${id}: it is ${place.state} (use quarantine -Q "")`);
@@ -469,8 +500,11 @@ export class Queue {
   }
 
   /** Quarantines with a reason; an empty reason releases from quarantine. */
-  async quarantine(id: QueueId, reason: string): Promise<Envelope> {
-    if (reason === '') return this.unquarantine(id);
+  quarantine(id: QueueId, reason: string): Promise<Envelope> {
+    return this.locked(id, () => (reason === '' ? this.unquarantineLocked(id) : this.quarantineLocked(id, reason)));
+  }
+
+  private async quarantineLocked(id: QueueId, reason: string): Promise<Envelope> {
     const { env, place } = await this.locate(id);
     if (place.state === 'corrupt') throw new IllegalTransitionError(`Cannot quarantine message ${id}: it is corrupt`);
     const next = { ...env, quarantine: this.stamp(reason) };
@@ -479,7 +513,11 @@ export class Queue {
     return next;
   }
 
-  async unquarantine(id: QueueId): Promise<Envelope> {
+  unquarantine(id: QueueId): Promise<Envelope> {
+    return this.locked(id, () => this.unquarantineLocked(id));
+  }
+
+  private async unquarantineLocked(id: QueueId): Promise<Envelope> {
     const { env, place } = await this.locate(id);
     if (place.state !== 'quarantined') return env;
     const next = { ...env, quarantine: undefined };
@@ -489,7 +527,7 @@ export class Queue {
     return next;
   }
 
-  /** Rewrites a queued envelope (delivery results, next attempt). */
+  /** Rewrites a queued envelope (delivery results, next attempt); the caller holds the lock. */
   async update(env: Envelope): Promise<void> {
     await this.settle(env.id);
     await this.store.putEnvelope({ state: 'queued', group: env.group }, env.id, encodeEnvelope(env));

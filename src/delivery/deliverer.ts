@@ -1,0 +1,150 @@
+/**
+ * delivery/deliverer.ts — delivers a batch of messages to one next hop.
+ *
+ * The route's hosts are expanded to addresses (delivery/resolver.ts); each
+ * of up to `connections` workers opens a session, trying the addresses in
+ * order (a refused connection or a 4xx/5xx greeting moves to the next: the
+ * mailertable's comma failover and MX preference), and sends message after
+ * message over it. A connection that breaks is reopened for the next
+ * message; when no address answers at all, every message of the hop not yet
+ * sent is deferred with that reason. Results go to `onResult` as each
+ * message finishes; the caller records them (scheduler/queue-runner.ts).
+ */
+import type { Logger } from 'pino';
+import type { AuthinfoEntry } from '../config/classic-files.js';
+import type { Envelope, Recipient } from '../queue/envelope.js';
+import type { Route } from '../routing/route.js';
+import type { AttemptResult } from '../scheduler/apply-results.js';
+import { MailError } from '../errors.js';
+import { expandHosts, type Resolver, type Target } from './resolver.js';
+import { SessionError, SmtpSession, type SessionEvent, type Timeouts } from './smtp-session.js';
+
+export interface Job {
+  env: Envelope;
+  rcpts: Recipient[];
+}
+
+export interface DelivererDeps {
+  hostname: string;
+  timeouts: Timeouts;
+  authinfo: () => readonly AuthinfoEntry[];
+  resolver: Resolver;
+  log: Logger;
+  readBody: (env: Envelope) => Promise<Buffer>;
+}
+
+export interface HopOptions {
+  connections: number;
+  /** Takes one of the global connection slots (queue.maxQueueChildren); returns its release. */
+  acquire: () => Promise<() => void>;
+  onResult: (job: Job, results: AttemptResult[]) => Promise<void>;
+  onEvent?: (e: SessionEvent & { qid?: string }) => void;
+}
+
+function authFor(entries: readonly AuthinfoEntry[], t: Target): AuthinfoEntry | undefined {
+  const name = t.name.toLowerCase();
+  return entries.find((e) => e.host === name) ?? entries.find((e) => e.host === t.ip) ?? entries.find((e) => e.host === '');
+}
+
+/** Groups recipients that can share one transaction (same NOTIFY and ORCPT, as RCPT carries them). */
+function transactions(rcpts: readonly Recipient[]): Recipient[][] {
+  const groups = new Map<string, Recipient[]>();
+  for (const r of rcpts) {
+    const key = `${(r.notify ?? []).join(',')}|${r.orcpt ?? ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  // recipients without ORCPT share the same empty key: the common case is one transaction
+  return [...groups.values()];
+}
+
+export class Deliverer {
+  constructor(private readonly deps: DelivererDeps) {}
+
+  private async open(targets: readonly Target[], opts: HopOptions): Promise<SmtpSession> {
+    let last: SessionError | null = null;
+    for (const t of targets) {
+      try {
+        return await SmtpSession.open(t, {
+          hostname: this.deps.hostname,
+          timeouts: this.deps.timeouts,
+          authinfo: authFor(this.deps.authinfo(), t),
+          onEvent: opts.onEvent,
+        });
+      } catch (err) {
+        last = err instanceof SessionError ? err : new SessionError(String(err), 0, String(err), 'connect');
+        this.deps.log.info({ relay: `${t.name} [${t.ip}]:${t.port}`, err: last.reply }, 'cannot use host, trying the next');
+        opts.onEvent?.({ dir: 'note', line: `${t.name} [${t.ip}]:${t.port}: ${last.reply}` });
+      }
+    }
+    throw last ?? new SessionError('No host to deliver to', 0, 'no host', 'connect');
+  }
+
+  /** Delivers every job to the route's next hop; resolves when all have a result. */
+  async deliverHop(route: Route, jobs: Job[], opts: HopOptions): Promise<{ connections: number }> {
+    const queue = [...jobs];
+    const fail = async (job: Job, code: number, text: string, relay?: string) =>
+      opts.onResult(job, job.rcpts.map((r) => ({ address: r.address, code, text, relay })));
+    let targets: Target[];
+    try {
+      targets = await expandHosts(route.hosts, this.deps.resolver);
+    } catch (err) {
+      const e = err instanceof MailError ? err : new MailError(451, '4.4.3', `Cannot resolve the next hop: ${(err as Error).message}`);
+      for (const job of queue) await fail(job, e.code, `${e.enhanced} ${e.message}`);
+      return { connections: 0 };
+    }
+    let opened = 0;
+    let unreachable: SessionError | null = null;
+    const worker = async () => {
+      let session: SmtpSession | null = null;
+      const release = await opts.acquire();
+      try {
+        while (queue.length && !unreachable) {
+          if (!session) {
+            try {
+              session = await this.open(targets, opts);
+              opened++;
+            } catch (err) {
+              unreachable = err as SessionError;
+              break;
+            }
+          }
+          const job = queue.shift()!;
+          const relay = `${session.target.name} [${session.target.ip}]`;
+          const results: AttemptResult[] = [];
+          try {
+            const body = await this.deps.readBody(job.env);
+            for (const group of transactions(job.rcpts)) {
+              const rcptResults = await session.send({
+                from: job.env.sender,
+                to: group.map((r) => r.address),
+                dsn: { ret: job.env.dsn.ret, envid: job.env.dsn.envid, notify: group[0].notify, orcpt: group[0].orcpt?.replace(/^rfc822;\s*/i, '') },
+                size: body.length,
+                use8BitMime: job.env.bodyType === '8BITMIME',
+              }, body);
+              results.push(...rcptResults.map((r) => ({ ...r, relay })));
+            }
+          } catch (err) {
+            // the connection broke mid-transaction: this message waits, the next gets a new connection
+            const e = err as SessionError;
+            session.close();
+            session = null;
+            const done = new Set(results.map((r) => r.address));
+            for (const r of job.rcpts) if (!done.has(r.address)) results.push({ address: r.address, code: 451, text: `4.4.2 Connection to ${relay} lost: ${e.message}`, relay });
+          }
+          await opts.onResult(job, results);
+        }
+      } finally {
+        session?.quit();
+        release();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.connections, jobs.length)) }, worker));
+    if (unreachable) {
+      const e = unreachable as SessionError;
+      const code = e.code >= 400 && e.code < 600 ? Math.min(e.code, 499) : 451;
+      const text = e.code ? `4.4.1 All hosts refused: ${e.reply}` : `4.4.1 No host answered: ${e.reply}`;
+      for (const job of queue.splice(0)) await fail(job, code, text);
+    }
+    return { connections: opened };
+  }
+}

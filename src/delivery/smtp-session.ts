@@ -1,0 +1,160 @@
+/**
+ * delivery/smtp-session.ts — one outbound SMTP connection (nodemailer's
+ * SMTPConnection) that carries many messages: connect (to an IP: nodemailer
+ * then does no DNS), EHLO with our hostname, opportunistic STARTTLS, AUTH
+ * from authinfo only over TLS (unless the entry allows plaintext), then
+ * send() per message with RSET between, quit().
+ *
+ * Results are per recipient (reply code and text); nothing here decides
+ * what a reply means for the queue (delivery/classify.ts does).
+ */
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { Readable } from 'node:stream';
+import type { AuthinfoEntry } from '../config/classic-files.js';
+import type { Target } from './resolver.js';
+
+export interface Timeouts {
+  connect: number;
+  helo: number;
+  /** Idle time allowed while waiting for any reply (the longest of mail/rcpt/data*). */
+  command: number;
+}
+
+export interface RcptResult {
+  address: string;
+  code: number;
+  text: string;
+}
+
+export interface SessionEvent {
+  dir: 'C' | 'S' | 'note';
+  line: string;
+}
+
+export class SessionError extends Error {
+  constructor(message: string, readonly code: number, readonly reply: string, readonly stage: 'connect' | 'greeting' | 'auth' | 'transaction', options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+type Conn = InstanceType<typeof SMTPConnection> & { secure: boolean; _supportedAuth?: string[] };
+
+/** A reply line without its basic code: `550 5.1.1 No such user` → `5.1.1 No such user`. */
+const replyText = (response: string | undefined) => (response ?? '').replace(/^\d{3}[ -]/, '').trim();
+
+function asSessionError(err: unknown, stage: SessionError['stage']): SessionError {
+  const e = err as { responseCode?: number; response?: string; message?: string; code?: string };
+  const code = e.responseCode ?? 0;
+  return new SessionError(e.message ?? String(err), code, e.response ? replyText(e.response) : `${e.code ?? 'ERROR'} ${e.message ?? ''}`.trim(), stage, { cause: err });
+}
+
+export class SmtpSession {
+  private constructor(private readonly conn: Conn, readonly target: Target, readonly secure: boolean, readonly authenticated: boolean) {}
+
+  static open(target: Target, opts: { hostname: string; timeouts: Timeouts; authinfo?: AuthinfoEntry; onEvent?: (e: SessionEvent) => void }): Promise<SmtpSession> {
+    const conn = new SMTPConnection({
+      host: target.ip,
+      port: target.port,
+      name: opts.hostname,
+      servername: target.name !== target.ip ? target.name : undefined,
+      secure: false,
+      opportunisticTLS: true,
+      tls: { rejectUnauthorized: false },
+      connectionTimeout: opts.timeouts.connect,
+      greetingTimeout: opts.timeouts.helo,
+      socketTimeout: opts.timeouts.command,
+      allowInternalNetworkInterfaces: true,
+      transactionLog: Boolean(opts.onEvent),
+      logger: opts.onEvent ? dialogueLogger(opts.onEvent) : false,
+    } as ConstructorParameters<typeof SMTPConnection>[0]) as Conn;
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const fail = (err: unknown, stage: SessionError['stage']) => {
+        if (done) return;
+        done = true;
+        conn.close();
+        reject(asSessionError(err, stage));
+      };
+      conn.once('error', (err) => fail(err, 'connect'));
+      conn.connect(() => {
+        const a = opts.authinfo;
+        const offersAuth = (conn._supportedAuth ?? []).length > 0;
+        if (!a || !offersAuth) {
+          done = true;
+          return resolve(new SmtpSession(conn, target, conn.secure, false));
+        }
+        if (!conn.secure && !a.allowPlaintext) {
+          opts.onEvent?.({ dir: 'note', line: 'credentials withheld: the connection is not encrypted' });
+          done = true;
+          return resolve(new SmtpSession(conn, target, false, false));
+        }
+        const method = a.mechanisms.find((m) => (conn._supportedAuth ?? []).includes(m));
+        conn.login({ user: a.user ?? a.authzid ?? '', pass: a.password ?? '', method } as Parameters<Conn['login']>[0], (err) => {
+          if (err) return fail(err, 'auth');
+          done = true;
+          resolve(new SmtpSession(conn, target, conn.secure, true));
+        });
+      });
+    });
+  }
+
+  /**
+   * Sends one message. Resolves with a result per recipient; rejects
+   * (SessionError) only when the connection itself failed.
+   */
+  send(envelope: { from: string; to: string[]; dsn?: { ret?: string; envid?: string; notify?: string[]; orcpt?: string }; size: number; use8BitMime: boolean }, body: Buffer | Readable): Promise<RcptResult[]> {
+    return new Promise((resolve, reject) => {
+      this.conn.send(
+        { from: envelope.from, to: envelope.to, dsn: envelope.dsn, size: envelope.size, use8BitMime: envelope.use8BitMime } as Parameters<Conn['send']>[0],
+        body as Parameters<Conn['send']>[1],
+        (err, info) => {
+          if (err) {
+            const e = err as Error & { code?: string; responseCode?: number; response?: string; rejectedErrors?: Array<{ recipient: string; responseCode: number; response: string }> };
+            // the server refused the transaction (MAIL, every RCPT, or DATA): a reply for each recipient
+            if (e.responseCode || e.code === 'EENVELOPE' || e.code === 'EMESSAGE') {
+              const byRcpt = new Map((e.rejectedErrors ?? []).map((r) => [r.recipient, r]));
+              const results = envelope.to.map((address) => {
+                const r = byRcpt.get(address);
+                return { address, code: r?.responseCode ?? e.responseCode ?? 451, text: replyText(r?.response ?? e.response ?? e.message) };
+              });
+              this.conn.reset(() => resolve(results));
+              return;
+            }
+            reject(asSessionError(err, 'transaction'));
+            return;
+          }
+          const rejected = new Map((info.rejectedErrors ?? []).map((r) => [r.recipient ?? '', r]));
+          const accepted = new Set(info.accepted as string[]);
+          const results = envelope.to.map((address) => {
+            const r = rejected.get(address);
+            if (r) return { address, code: r.responseCode ?? 550, text: replyText(r.response) };
+            return accepted.has(address) ? { address, code: 250, text: replyText(info.response) } : { address, code: 451, text: 'no reply for this recipient' };
+          });
+          resolve(results);
+        },
+      );
+    });
+  }
+
+  /** RSET, ready for the next message. */
+  reset(): Promise<void> {
+    return new Promise((resolve, reject) => this.conn.reset((err) => (err ? reject(asSessionError(err, 'transaction')) : resolve())));
+  }
+
+  quit(): void {
+    this.conn.quit();
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
+
+function dialogueLogger(onEvent: (e: SessionEvent) => void) {
+  const emit = (_meta: unknown, msg: string, ...args: unknown[]) => {
+    const text = args.length ? msg.replace(/%s/g, () => String(args.shift())) : msg;
+    const m = /^(C|S): (.*)$/s.exec(text);
+    if (m) for (const line of m[2].split(/\r?\n/)) if (line) onEvent({ dir: m[1] as 'C' | 'S', line: /^AUTH /i.test(line) ? line.replace(/^(AUTH \S+).*$/i, '$1 ***') : line });
+  };
+  return { info: emit, debug: emit, error: () => undefined, warn: () => undefined, trace: () => undefined, fatal: () => undefined };
+}

@@ -1,0 +1,100 @@
+/**
+ * scheduler/apply-results.ts — one delivery attempt's results folded into an
+ * envelope (pure): recipient states and last replies, attempts, the next
+ * attempt, the queueWarn / queueReturn clocks, and the notifications due.
+ */
+import type { Envelope, Recipient } from '../queue/envelope.js';
+import { enhancedCode, outcomeOf } from '../delivery/classify.js';
+import { priority } from '../queue/priority.js';
+import { retryDelay } from './next-attempt.js';
+
+export interface AttemptResult {
+  address: string;
+  code: number;
+  text: string;
+  /** `host [ip]` that answered, or the reason no host did. */
+  relay?: string;
+}
+
+export interface Notice {
+  address: string;
+  orcpt?: string;
+  action: 'failed' | 'delayed';
+  status: string;
+  diagnostic: string;
+  remoteMta?: string;
+}
+
+export interface Applied {
+  env: Envelope;
+  /** Recipients that now need a failure notice, and (once) a delay warning. */
+  failed: Notice[];
+  delayed: Notice[];
+  /** No recipient is pending any more. */
+  done: boolean;
+}
+
+export interface Clocks {
+  now: number;
+  minQueueAge: number;
+  queueWarn: number;
+  queueReturn: number;
+}
+
+/** RFC 3461 NOTIFY: a recipient wants this kind of notice unless NOTIFY says otherwise. */
+export function wants(r: Recipient, kind: 'FAILURE' | 'DELAY' | 'SUCCESS'): boolean {
+  if (!r.notify || r.notify.length === 0) return kind !== 'SUCCESS';
+  return r.notify.includes(kind);
+}
+
+export function applyResults(env: Envelope, results: readonly AttemptResult[], c: Clocks): Applied {
+  const byAddress = new Map(results.map((r) => [r.address, r]));
+  const failed: Notice[] = [];
+  const stamp = new Date(c.now).toISOString();
+  let deferredAny = false;
+  const recipients = env.recipients.map((r): Recipient => {
+    const res = byAddress.get(r.address);
+    if (!res || r.state !== 'pending') return r;
+    const reply = `${res.code} ${res.text}`.trim();
+    const outcome = outcomeOf(res.code);
+    if (outcome === 'failed') {
+      failed.push({ address: r.address, orcpt: r.orcpt, action: 'failed', status: enhancedCode(res.code, res.text), diagnostic: reply, remoteMta: res.relay });
+    }
+    if (outcome === 'deferred') deferredAny = true;
+    return { ...r, state: outcome === 'deferred' ? 'pending' : outcome, lastReply: reply, updated: stamp };
+  });
+  const attempts = env.attempts + 1;
+  let next: Envelope = {
+    ...env,
+    recipients,
+    attempts,
+    priority: priority({ size: env.size, recipients: recipients.length, class: env.class, attempts }),
+    nextAttempt: deferredAny ? new Date(c.now + retryDelay(attempts, c.minQueueAge)).toISOString() : env.nextAttempt,
+  };
+  const age = c.now - Date.parse(env.arrivalTime);
+  const delayed: Notice[] = [];
+  if (deferredAny && age >= c.queueReturn) {
+    // too old: what is still pending fails now (RFC 3463 4.4.7, as sendmail reports it)
+    next = {
+      ...next,
+      recipients: next.recipients.map((r) => {
+        if (r.state !== 'pending') return r;
+        failed.push({ address: r.address, orcpt: r.orcpt, action: 'failed', status: '4.4.7', diagnostic: r.lastReply ?? 'no answer', remoteMta: byAddress.get(r.address)?.relay });
+        return { ...r, state: 'failed', lastReply: `${r.lastReply ?? ''} (gave up after ${Math.round(age / 3_600_000)}h in the queue)`.trim() };
+      }),
+    };
+  } else if (deferredAny && age >= c.queueWarn && !env.warned) {
+    for (const r of next.recipients) {
+      if (r.state === 'pending' && byAddress.has(r.address)) {
+        delayed.push({ address: r.address, orcpt: r.orcpt, action: 'delayed', status: enhancedCode(byAddress.get(r.address)!.code, byAddress.get(r.address)!.text), diagnostic: r.lastReply ?? '', remoteMta: byAddress.get(r.address)?.relay });
+      }
+    }
+    next = { ...next, warned: true };
+  }
+  return {
+    env: next,
+    failed: failed.filter((n) => wants(env.recipients.find((r) => r.address === n.address)!, 'FAILURE')),
+    delayed: delayed.filter((n) => wants(env.recipients.find((r) => r.address === n.address)!, 'DELAY')),
+    done: !next.recipients.some((r) => r.state === 'pending'),
+  };
+}

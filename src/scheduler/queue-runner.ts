@@ -1,0 +1,228 @@
+/**
+ * scheduler/queue-runner.ts — decides what is delivered now, and runs it.
+ *
+ * A run walks the queue in chunks (a restart with 100,000 messages starts
+ * delivering after the first chunk, never after reading everything), sorts
+ * each chunk by priority, routes every pending recipient, keeps those that
+ * may be attempted for this trigger (routing/may-attempt.ts) and are due,
+ * groups them by next hop and hands each hop to the deliverer with at most
+ * DESTINATION_CONNECTIONS connections, all hops together at most
+ * queue.maxQueueChildren. Each message is locked in the queue while it is
+ * being delivered (admin commands wait), its results are folded into the
+ * envelope (scheduler/apply-results.ts) and written back before the lock is
+ * released; notices (DSNs) are queued before the original is removed.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { Envelope } from '../queue/envelope.js';
+import type { Queue } from '../queue/queue.js';
+import type { QueueId } from '../queue/queue-id.js';
+import { matches, type Selection } from '../queue/select.js';
+import { domainOf } from '../intake/address.js';
+import { route as routeOf, type Route, type RouteTable } from '../routing/route.js';
+import { mayAttempt, type Trigger } from '../routing/may-attempt.js';
+import { applyResults, type AttemptResult, type Notice } from './apply-results.js';
+import { isDue } from './next-attempt.js';
+import { enhancedCode, outcomeOf } from '../delivery/classify.js';
+import type { Deliverer, Job } from '../delivery/deliverer.js';
+import type { SessionEvent } from '../delivery/smtp-session.js';
+
+export const DESTINATION_CONNECTIONS = 4;
+const CHUNK = 1000;
+
+export type RunEvent =
+  | { type: 'result'; qid: string; to: string; code: number; text: string; outcome: string; relay?: string }
+  | { type: 'dialogue'; dir: string; line: string }
+  | { type: 'skip'; qid: string; to: string; reason: string };
+
+export interface RunOptions {
+  trigger: Trigger;
+  selection?: Selection;
+  /** Only these messages (intake). */
+  ids?: readonly QueueId[];
+  /** Only this queue group (its own interval run). */
+  group?: string;
+  dryRun?: boolean;
+  onEvent?: (e: RunEvent) => void;
+}
+
+export interface RunSummary {
+  messages: number;
+  delivered: number;
+  deferred: number;
+  failed: number;
+  connections: number;
+  /** Dry run: what would be attempted. */
+  plan?: Array<{ qid: string; to: string; nexthop: string }>;
+}
+
+export interface RunnerDeps {
+  queue: Queue;
+  deliverer: Deliverer;
+  config: () => Config;
+  table: () => RouteTable;
+  /** The link module's answer (always yes until it exists). */
+  linkAvailable: () => boolean;
+  log: Logger;
+  now: () => number;
+  /** Queues a notice (DSN) about env to its sender. */
+  notify: (env: Envelope, notices: Notice[], kind: 'failure' | 'delay') => Promise<void>;
+}
+
+class Slots {
+  private waiting: Array<() => void> = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+export class QueueRunner {
+  private readonly slots: Slots;
+
+  constructor(private readonly deps: RunnerDeps) {
+    this.slots = new Slots(deps.config().queue.maxQueueChildren);
+  }
+
+  private groupRunners(name: string): number {
+    return this.deps.config().queue.groups.find((g) => g.name === name)?.runners ?? 1;
+  }
+
+  async run(opts: RunOptions): Promise<RunSummary> {
+    const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
+    let chunk: Envelope[] = [];
+    const flush = async () => {
+      const batch = chunk;
+      chunk = [];
+      if (batch.length) await this.runChunk(batch, opts, summary);
+    };
+    if (opts.ids) {
+      for (const id of opts.ids) {
+        const loc = await this.deps.queue.find(id);
+        if (loc?.place.state === 'queued') chunk.push(loc.env);
+      }
+    } else {
+      for await (const { env } of this.deps.queue.walk(['queued'])) {
+        chunk.push(env);
+        if (chunk.length >= CHUNK) await flush();
+      }
+    }
+    await flush();
+    return summary;
+  }
+
+  private async runChunk(envs: Envelope[], opts: RunOptions, summary: RunSummary): Promise<void> {
+    const now = this.deps.now();
+    const config = this.deps.config();
+    const table = this.deps.table();
+    const policy = { deliveryMode: config.deliveryMode as 'interactive' | 'background' | 'queue' | 'deferred', holdExpensive: config.holdExpensive, linkAvailable: this.deps.linkAvailable() };
+    const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
+    const jobsPerGroup = new Map<string, number>();
+    const hops = new Map<string, { route: Route; jobs: Job[] }>();
+    const lockedJobs = new Map<QueueId, { pending: number; release: () => void }>();
+    envs.sort((a, b) => a.priority - b.priority);
+    for (const candidate of envs) {
+      if (opts.group && candidate.group !== opts.group) continue;
+      if (this.groupRunners(candidate.group) === 0) continue;
+      if (opts.selection && !matches(opts.selection, candidate)) continue;
+      if (!explicit && opts.trigger.kind !== 'intake' && !isDue(candidate.nextAttempt, now)) continue;
+      const limit = config.queue.groups.find((g) => g.name === candidate.group)?.jobs;
+      if (limit !== undefined && (jobsPerGroup.get(candidate.group) ?? 0) >= limit) continue;
+      const byHop = new Map<string, { route: Route; rcpts: Envelope['recipients'] }>();
+      for (const r of candidate.recipients) {
+        if (r.state !== 'pending') continue;
+        const rt = routeOf(domainOf(r.address), table);
+        if (!mayAttempt(rt, opts.trigger, policy)) {
+          opts.onEvent?.({ type: 'skip', qid: candidate.id, to: r.address, reason: rt.holdUntilEtrn ? 'held until ETRN' : 'not now for this route' });
+          continue;
+        }
+        const entry = byHop.get(rt.nexthop) ?? { route: rt, rcpts: [] };
+        entry.rcpts.push(r);
+        byHop.set(rt.nexthop, entry);
+      }
+      if (!byHop.size) continue;
+      if (opts.dryRun) {
+        for (const { route: rt, rcpts } of byHop.values()) for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop });
+        continue;
+      }
+      // the lock keeps admin commands out while the message is being delivered
+      const release = await this.deps.queue.lock(candidate.id);
+      const fresh = await this.deps.queue.find(candidate.id);
+      if (!fresh || fresh.place.state !== 'queued' || fresh.env.attempts !== candidate.attempts) {
+        release();
+        continue;
+      }
+      jobsPerGroup.set(candidate.group, (jobsPerGroup.get(candidate.group) ?? 0) + 1);
+      summary.messages++;
+      lockedJobs.set(candidate.id, { pending: byHop.size, release });
+      for (const [nexthop, { route: rt, rcpts }] of byHop) {
+        const hop = hops.get(nexthop) ?? { route: rt, jobs: [] };
+        hop.jobs.push({ env: fresh.env, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) });
+        hops.set(nexthop, hop);
+      }
+    }
+    // results of one message from several hops are folded in one at a time
+    const results = new Map<QueueId, AttemptResult[]>();
+    const onResult = async (job: Job, res: AttemptResult[]) => {
+      const id = job.env.id;
+      results.set(id, [...(results.get(id) ?? []), ...res]);
+      for (const r of res) {
+        const outcome = outcomeOf(r.code);
+        opts.onEvent?.({ type: 'result', qid: id, to: r.address, code: r.code, text: r.text, outcome, relay: r.relay });
+        this.deps.log.info({
+          qid: id, to: r.address, delay: Math.round((this.deps.now() - Date.parse(job.env.arrivalTime)) / 1000),
+          relay: r.relay, dsn: enhancedCode(r.code, r.text), stat: `${outcome === 'delivered' ? 'Sent' : outcome === 'failed' ? 'Failed' : 'Deferred'} (${r.code} ${r.text})`,
+        }, outcome);
+      }
+      const lock = lockedJobs.get(id)!;
+      if (--lock.pending > 0) return;
+      try {
+        await this.record(job.env, results.get(id)!, summary);
+      } finally {
+        results.delete(id);
+        lockedJobs.delete(id);
+        lock.release();
+      }
+    };
+    await Promise.all([...hops.values()].map(async ({ route: rt, jobs }) => {
+      const r = await this.deps.deliverer.deliverHop(rt, jobs, {
+        connections: Math.min(DESTINATION_CONNECTIONS, Math.max(1, ...jobs.map((j) => this.groupRunners(j.env.group)))),
+        acquire: () => this.slots.acquire(),
+        onResult,
+        onEvent: opts.onEvent ? (e: SessionEvent) => opts.onEvent!({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,
+      });
+      summary.connections += r.connections;
+    }));
+  }
+
+  /** Folds one message's results into its envelope, queues notices, writes the envelope back. */
+  private async record(env: Envelope, res: AttemptResult[], summary: RunSummary): Promise<void> {
+    const c = this.deps.config().queue;
+    const applied = applyResults(env, res, { now: this.deps.now(), minQueueAge: c.minQueueAge, queueWarn: c.queueWarn, queueReturn: c.queueReturn });
+    for (const r of res) {
+      const o = outcomeOf(r.code);
+      if (o === 'delivered') summary.delivered++;
+      else if (o === 'failed') summary.failed++;
+      else summary.deferred++;
+    }
+    for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed]] as const) {
+      if (!notices.length) continue;
+      if (env.sender === '') {
+        this.deps.log.warn({ qid: env.id, to: notices.map((n) => n.address), kind }, 'notice about a message with the null sender: dropped (never bounce a bounce)');
+        continue;
+      }
+      await this.deps.notify(env, notices, kind);
+    }
+    if (applied.done) await this.deps.queue.finish(applied.env);
+    else await this.deps.queue.update(applied.env);
+  }
+}

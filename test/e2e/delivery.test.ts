@@ -1,0 +1,176 @@
+/**
+ * Delivery against real next hops: smtp-server sinks on 127.0.0.1 with
+ * scripted replies, a real daemon process, real SMTP in both directions.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { tempDir, writeConfig, startDaemon, runCli, type Daemon } from '../helpers/daemon.js';
+import { sendMail } from '../helpers/smtp-client.js';
+import { startSink, closedPort, type Sink } from '../helpers/sink.js';
+
+type Tree = Record<string, unknown>;
+
+async function gateway(over: Tree, body: (d: Daemon, config: string, dir: string) => Promise<void>, sinks: Sink[] = []) {
+  const dir = await tempDir();
+  const config = await writeConfig(dir, { lanNetworks: ['127.0.0.0/8'], queue: { minQueueAge: '0s' }, ...over });
+  const daemon = await startDaemon(config);
+  try {
+    await body(daemon, config, dir);
+  } finally {
+    await daemon.stop();
+    for (const s of sinks) await s.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+const MSG = (subject: string) => `Subject: ${subject}\r\nFrom: <alice@office.example>\r\n\r\nbody of ${subject}\r\n`;
+const idOf = (text: string) => /queued as (\S+)/.exec(text)![1];
+
+async function queueJson(config: string, ...args: string[]) {
+  return JSON.parse((await runCli(['mailq', '-c', config, '--json', ...args])).stdout) as { total: number; messages: Array<{ id: string; recipients: Array<{ address: string; state: string; lastReply?: string }>; attempts: number; warned?: boolean }> };
+}
+
+test('deferred mode: a LAN route goes out at once after the 250, a link route waits for a flush', async () => {
+  const lan = await startSink();
+  const wan = await startSink();
+  await gateway({
+    routes: [
+      { domain: 'lan.example', relay: `[127.0.0.1]:${lan.port}` },
+      { domain: 'far.example', esmtp: `[127.0.0.1]:${wan.port}`, link: true },
+    ],
+  }, async (d, config) => {
+    const r1 = await sendMail(d.port, 'alice@office.example', ['bob@lan.example'], MSG('lan'));
+    assert.equal(r1.code, 250);
+    await lan.waitMessages(1);
+    const sent = await d.waitLog((l) => l.msg === 'delivered' && l.qid === idOf(r1.text), 'delivered log');
+    assert.match(String(sent.relay), /^127\.0\.0\.1 \[127\.0\.0\.1\]$/);
+    assert.match(String(sent.dsn), /^2\.\d\.\d$/);
+    assert.match(String(sent.stat), /^Sent \(250 /);
+
+    const r2 = await sendMail(d.port, 'alice@office.example', ['carol@far.example'], MSG('wan'));
+    assert.equal(r2.code, 250);
+    assert.equal(wan.connections, 0, 'no connection toward the link route at intake');
+    assert.equal((await queueJson(config)).total, 1);
+    const f = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(f.code, 0, f.stdout + f.stderr);
+    assert.equal(wan.messages.length, 1);
+    assert.deepEqual(wan.messages[0].to, ['carol@far.example']);
+    assert.match(wan.messages[0].body, /body of wan/);
+    assert.equal((await queueJson(config)).total, 0, 'delivered mail leaves the queue');
+  }, [lan, wan]);
+});
+
+test('failover: a refused connection and a 421 greeting move to the next host of the route', async () => {
+  const good = await startSink();
+  const busy = await startSink({ greeting: 421 });
+  const dead = await closedPort();
+  await gateway({
+    routes: [
+      { domain: 'a.example', relay: `[127.0.0.1]:${dead},[127.0.0.1]:${good.port}` },
+      { domain: 'b.example', relay: `[127.0.0.1]:${busy.port},[127.0.0.1]:${good.port}` },
+    ],
+  }, async (d) => {
+    assert.equal((await sendMail(d.port, 'alice@office.example', ['x@a.example'], MSG('a'))).code, 250);
+    assert.equal((await sendMail(d.port, 'alice@office.example', ['y@b.example'], MSG('b'))).code, 250);
+    await good.waitMessages(2);
+    assert.equal(busy.connections, 1, 'the busy host was tried first');
+    assert.deepEqual(good.messages.map((m) => m.to[0]).sort(), ['x@a.example', 'y@b.example']);
+  }, [good, busy]);
+});
+
+test('per-recipient 250/450/550 in one transaction; the 4xx one is delivered by a later run; the 5xx one bounces with a DSN', async () => {
+  let tempFail = true;
+  const sink = await startSink({
+    rcpt: (a) => a.startsWith('later@') && tempFail ? { code: 450, text: '4.2.1 Mailbox busy, try later' }
+      : a.startsWith('nobody@') ? { code: 550, text: '5.1.1 No such user here' } : null,
+  });
+  await gateway({
+    smartHost: [`[127.0.0.1]:${sink.port}`],
+  }, async (d, config) => {
+    const r = await sendMail(d.port, 'alice@office.example', ['ok@x.example', 'later@x.example', 'nobody@x.example'], MSG('mix'), 'RET=HDRS ENVID=E42');
+    const id = idOf(r.text);
+    // the original (to ok@) and the bounce (to alice@) arrive
+    await sink.waitMessages(2);
+    const original = sink.messages.find((m) => m.from === 'alice@office.example')!;
+    assert.deepEqual(original.to, ['ok@x.example'], 'one transaction, only the accepted recipient got it');
+    const dsn = sink.messages.find((m) => m.from === '')!;
+    assert.deepEqual(dsn.to, ['alice@office.example']);
+    assert.match(dsn.body, /Content-Type: multipart\/report; report-type=delivery-status/i);
+    assert.match(dsn.body, /Content-Type: message\/delivery-status/i);
+    assert.match(dsn.body, /Original-Envelope-Id: E42/);
+    assert.match(dsn.body, /Final-Recipient: rfc822; nobody@x\.example/);
+    assert.match(dsn.body, /Action: failed/);
+    assert.match(dsn.body, /Status: 5\.1\.1/);
+    assert.match(dsn.body, /Diagnostic-Code: smtp; 550 5\.1\.1 No such user here/);
+    assert.match(dsn.body, /Content-Type: text\/rfc822-headers/i, 'RET=HDRS returns only the headers');
+    assert.doesNotMatch(dsn.body, /Final-Recipient: rfc822; later@/);
+    const q = await queueJson(config);
+    assert.equal(q.total, 1);
+    const later = q.messages[0].recipients.find((x) => x.address === 'later@x.example')!;
+    assert.equal(later.state, 'pending');
+    assert.match(later.lastReply!, /^450 4\.2\.1/);
+    assert.deepEqual(q.messages[0].recipients.map((x) => x.state), ['delivered', 'pending', 'failed']);
+    tempFail = false;
+    const f = await runCli(['flush', '-c', config, '--wait', '-qI', id]);
+    assert.equal(f.code, 0, f.stdout);
+    assert.equal((await queueJson(config)).total, 0);
+    assert.deepEqual(sink.messages.at(-1)!.to, ['later@x.example']);
+  }, [sink]);
+});
+
+test('a temporary failure makes flush --wait exit 75; queueWarn sends one delay warning; queueReturn bounces', async () => {
+  const bounceBox = await startSink();
+  const busy = await startSink({ rcpt: () => ({ code: 451, text: '4.3.0 Try again later' }) });
+  await gateway({
+    routes: [
+      { domain: 'busy.example', relay: `[127.0.0.1]:${busy.port}`, link: true },
+      { domain: 'office.example', relay: `[127.0.0.1]:${bounceBox.port}` },
+    ],
+    queue: { queueWarn: '0s', queueReturn: '5d' },
+  }, async (d, config) => {
+    await sendMail(d.port, 'alice@office.example', ['x@busy.example'], MSG('slow'));
+    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 75);
+    await bounceBox.waitMessages(1);
+    assert.match(bounceBox.messages[0].body, /Action: delayed/);
+    assert.match(bounceBox.messages[0].body, /Will-Retry-Until: /);
+    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 75);
+    const q = await queueJson(config);
+    assert.equal(q.messages[0].attempts, 2);
+    assert.equal(q.messages[0].warned, true);
+    // one warning only, however many runs
+    await runCli(['flush', '-c', config, '--wait', '-qGmqueue']);
+    assert.equal(bounceBox.messages.length, 1);
+  }, [bounceBox, busy]);
+
+  const box = await startSink();
+  const busy2 = await startSink({ rcpt: () => ({ code: 451, text: '4.3.0 Try again later' }) });
+  await gateway({
+    routes: [
+      { domain: 'busy.example', relay: `[127.0.0.1]:${busy2.port}`, link: true },
+      { domain: 'office.example', relay: `[127.0.0.1]:${box.port}` },
+    ],
+    queue: { queueReturn: '0s' },
+  }, async (d, config) => {
+    await sendMail(d.port, 'alice@office.example', ['x@busy.example'], MSG('expires'));
+    await runCli(['flush', '-c', config, '--wait']);
+    await box.waitMessages(1);
+    assert.match(box.messages[0].body, /Action: failed/);
+    assert.match(box.messages[0].body, /Status: 4\.4\.7/);
+    assert.match(box.messages[0].body, /Content-Type: message\/rfc822/i, 'RET not given: the whole message comes back');
+    assert.equal((await queueJson(config)).total, 0);
+  }, [box, busy2]);
+});
+
+test('a failure of a null-sender message is logged and dropped, never bounced', async () => {
+  const sink = await startSink({ rcpt: () => ({ code: 550, text: '5.1.1 No such user' }) });
+  await gateway({ smartHost: [`[127.0.0.1]:${sink.port}`] }, async (d, config) => {
+    const r = await sendMail(d.port, '', ['nobody@x.example'], MSG('bounce of a bounce'));
+    assert.equal(r.code, 250);
+    const dropped = await d.waitLog((l) => l.qid === idOf(r.text) && /never bounce a bounce/.test(String(l.msg)), 'double bounce dropped');
+    assert.deepEqual(dropped.to, ['nobody@x.example']);
+    assert.equal((await queueJson(config)).total, 0);
+    assert.equal(sink.messages.length, 0);
+  }, [sink]);
+});
