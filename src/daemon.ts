@@ -175,15 +175,21 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       queue: await queue.counts(),
     })],
   ]);
-  const control = new ControlServer(config.spool, handlers, log);
+  // the socket is taken at once (a second daemon must fail early), but commands wait for the queue
+  let markReady!: () => void;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  const gated = new Map([...handlers].map(([name, h]): [string, ControlHandler] => [name, async (args, emit) => {
+    await ready;
+    return h(args, emit);
+  }]));
+  const control = new ControlServer(config.spool, gated, log);
   await control.start();
   let bound: Array<{ host: string; port: number }> = [];
   try {
     await queue.init();
     await queue.replayJournal();
-    const swept = await queue.recover();
-    if (swept) log.info({ files: swept }, 'removed leftovers of interrupted writes');
     bound = await intake.start();
+    markReady();
     await pickup.run();
   } catch (err) {
     await intake.stop().catch(() => undefined);
@@ -191,6 +197,11 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     throw err;
   }
   log.info({ listen: bound, spool: config.spool, pid: process.pid }, 'ready');
+  // leftovers of writes a crash interrupted: swept in the background (a big queue must not delay the start)
+  void queue.recover(startedAt).then(
+    (swept) => log.info({ files: swept }, 'leftovers swept'),
+    (err) => log.error({ err: (err as Error).message }, 'sweeping leftovers failed'),
+  );
   // what was waiting for deliveryMode's "at once" when the daemon stopped goes now
   void runner.run({ trigger: { kind: 'intake' } }).catch((err) => log.error({ err: (err as Error).message }, 'start-up run failed'));
 

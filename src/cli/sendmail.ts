@@ -154,16 +154,27 @@ export async function runSendmail(config: Config, argv: string[]): Promise<numbe
   if (sender !== '' && !isValidMailbox(sender)) throw new DataError(`Bad sender address syntax: ${sender}`);
   for (const r of o.recipients) checkArgument('recipient', r);
   const raw = await readStdin(config.smtp.maxMessageSize);
-  const id = createIdGenerator()();
+  const newId = createIdGenerator();
+  let id = newId();
   const msg = composeLocalSubmission({
     raw, ignoreDots: o.ignoreDots, extractRecipients: o.extract, recipients: o.recipients,
     sender: sender || `MAILER-DAEMON@${config.hostname}`, fullName: o.fullName, hostname: config.hostname, id, now: Date.now(),
   });
-  await writeMaildrop(config.spool, id, {
+  const submission = {
     version: MAILDROP_VERSION, sender, recipients: msg.recipients, user: user.name, uid: user.uid,
     time: new Date().toISOString(), bodyType: o.bodyType ?? (msg.eightBit ? '8BITMIME' : '7BIT'),
     dsn: { ret: o.ret, envid: o.envid, notify: o.notify },
-  }, msg.body);
+  } as const;
+  for (let tries = 0; ; tries++) {
+    try {
+      await writeMaildrop(config.spool, id, submission, msg.body);
+      break;
+    } catch (err) {
+      // the same ID from another sendmail in the same millisecond: take another
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 5) throw err;
+      id = newId();
+    }
+  }
   try {
     await controlRequest(config.spool, 'pickup');
     if (o.verbose) process.stderr.write(`${id}: queued\n`);

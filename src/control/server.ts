@@ -28,13 +28,19 @@ export class ControlServer {
     }
     await fs.rm(this.path, { force: true });
     const server = net.createServer((sock) => this.serve(sock));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.path, () => {
-        server.off('error', reject);
-        resolve();
+    // created with the right mode: no moment in which others could connect
+    const umask = process.umask(0o117);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.path, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } finally {
+      process.umask(umask);
+    }
     await fs.chmod(this.path, 0o660);
     this.server = server;
   }

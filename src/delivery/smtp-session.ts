@@ -65,6 +65,7 @@ export class SmtpSession {
       socketTimeout: opts.timeouts.command,
       allowInternalNetworkInterfaces: true,
       transactionLog: Boolean(opts.onEvent),
+      debug: Boolean(opts.onEvent),
       logger: opts.onEvent ? dialogueLogger(opts.onEvent) : false,
     } as ConstructorParameters<typeof SMTPConnection>[0]) as Conn;
     return new Promise((resolve, reject) => {
@@ -151,10 +152,19 @@ export class SmtpSession {
 }
 
 function dialogueLogger(onEvent: (e: SessionEvent) => void) {
-  const emit = (_meta: unknown, msg: string, ...args: unknown[]) => {
-    const text = args.length ? msg.replace(/%s/g, () => String(args.shift())) : msg;
-    const m = /^(C|S): (.*)$/s.exec(text);
-    if (m) for (const line of m[2].split(/\r?\n/)) if (line) onEvent({ dir: m[1] as 'C' | 'S', line: /^AUTH /i.test(line) ? line.replace(/^(AUTH \S+).*$/i, '$1 ***') : line });
+  const emit = (meta: { tnx?: string } | undefined, msg: unknown, ...args: unknown[]) => {
+    const tnx = meta?.tnx;
+    if (tnx !== 'server' && tnx !== 'client') return;
+    const text = String(msg).replace(/%[sd]/g, () => String(args.shift()));
+    for (const line of text.split(/\r?\n/)) {
+      if (!line) continue;
+      // AUTH secrets never reach a log or a terminal
+      const masked = tnx === 'client' && (/^AUTH /i.test(line) || masked334) ? line.replace(/^(AUTH \S+).*$/i, '$1 ***').replace(/^(?!AUTH ).*$/i, '***') : line;
+      masked334 = tnx === 'server' && /^334/.test(line);
+      onEvent({ dir: tnx === 'client' ? 'C' : 'S', line: masked });
+    }
   };
-  return { info: emit, debug: emit, error: () => undefined, warn: () => undefined, trace: () => undefined, fatal: () => undefined };
+  let masked334 = false;
+  const none = () => undefined;
+  return { info: emit, debug: emit, error: none, warn: none, trace: none, fatal: none, level: 'debug' };
 }

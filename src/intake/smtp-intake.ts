@@ -139,6 +139,11 @@ export class SmtpIntake {
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error) => void): void {
+    // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted; it means ours
+    if (/^postmaster$/i.test(address.address)) {
+      address.address = `postmaster@${this.deps.config.hostname}`;
+      return cb();
+    }
     const a = address.address;
     if (!isValidMailbox(a, Boolean(session.envelope.smtpUtf8))) {
       return cb(replyError(new MailError(501, '5.1.3', 'Bad recipient address syntax')));

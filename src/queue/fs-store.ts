@@ -189,17 +189,25 @@ export class FsStore implements QueueStore {
     }
   }
 
-  async recover(isReferenced: (id: QueueId) => boolean): Promise<number> {
+  files(id: QueueId, place: Place): string[] {
+    return [this.bodyPath(id), this.envelopePath(id, place)];
+  }
+
+  async recover(isReferenced: (id: QueueId) => boolean, before: number): Promise<number> {
     let removed = 0;
+    const old = async (file: string) => (await fs.stat(file).catch(() => null))?.mtimeMs ?? Infinity;
     for (const name of await fs.readdir(path.join(this.spool, 'tmp'))) {
-      await fs.rm(path.join(this.spool, 'tmp', name), { force: true });
+      const file = path.join(this.spool, 'tmp', name);
+      if ((await old(file)) >= before) continue;
+      await fs.rm(file, { force: true });
       removed++;
     }
     for (const name of await fs.readdir(path.join(this.spool, 'data'))) {
-      if (isQueueId(name) && !isReferenced(name)) {
-        await fs.rm(path.join(this.spool, 'data', name), { force: true });
-        removed++;
-      }
+      if (!isQueueId(name) || isReferenced(name)) continue;
+      const file = path.join(this.spool, 'data', name);
+      if ((await old(file)) >= before) continue;
+      await fs.rm(file, { force: true });
+      removed++;
     }
     return removed;
   }

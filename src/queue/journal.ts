@@ -31,6 +31,7 @@ const HEADER = 12;
 const writev = promisify(fs.writev);
 const fdatasync = promisify(fs.fdatasync);
 const close = promisify(fs.close);
+const ftruncate = promisify(fs.ftruncate);
 const open = promisify(fs.open);
 
 export interface JournalRecord {
@@ -45,6 +46,8 @@ interface Segment {
   size: number;
   /** Appended records whose own files are not durable yet. */
   unsettled: number;
+  /** Deleted from disk: nothing in it can come back at replay. */
+  released: boolean;
 }
 
 interface Pending {
@@ -93,6 +96,7 @@ export class IntakeJournal {
   /** Batches and segment rotations run one at a time, in order. */
   private serial: Promise<void> = Promise.resolve();
   private batchScheduled = false;
+  private nextSeq = 1;
 
   constructor(spool: string, private readonly opts: { onError?: (err: unknown) => void } = {}) {
     this.dir = path.join(spool, 'journal');
@@ -127,14 +131,15 @@ export class IntakeJournal {
     for (const f of old) await fsp.rm(f, { force: true });
     if (old.length) await fsyncDir(this.dir);
     const last = old.length ? Number(path.basename(old[old.length - 1]).slice(0, 10)) : 0;
-    this.active = await this.newSegment(last + 1);
+    this.nextSeq = last + 1;
+    this.active = await this.newSegment(this.nextSeq++);
   }
 
   private async newSegment(seq: number): Promise<Segment> {
     const file = this.segmentPath(seq);
     const fd = await open(file, 'a', 0o640);
     await fsyncDir(this.dir);
-    return { seq, file, fd, size: 0, unsettled: 0 };
+    return { seq, file, fd, size: 0, unsettled: 0, released: false };
   }
 
   private run(step: () => Promise<void>): Promise<void> {
@@ -166,18 +171,24 @@ export class IntakeJournal {
     const batch = this.pending;
     this.pending = [];
     if (!batch.length) return;
-    const seg = this.active;
     const bytes = batch.reduce((n, p) => n + p.bytes, 0);
+    let seg = this.active;
     try {
-      if (!seg || seg.fd === null) throw new Error('Intake journal is not open');
+      // a failed segment was set aside: open the next one (or answer 451 until that works)
+      if (!seg) seg = this.active = await this.newSegment(this.nextSeq++);
+      if (seg.fd === null) throw new Error('Intake journal is not open');
       const { bytesWritten } = await writev(seg.fd, batch.flatMap((p) => p.bufs));
       if (bytesWritten !== bytes) throw new Error(`Short write to the intake journal (${bytesWritten} of ${bytes} bytes)`);
       await fdatasync(seg.fd);
     } catch (err) {
       for (const p of batch) p.reject(err);
       this.opts.onError?.(err);
-      // a torn record ends what replay reads of a segment: later records go to a new one
-      if (seg) await this.seal(seg).catch(() => undefined);
+      if (seg) {
+        // the callers were told 451: their records must not come back at replay, and a torn
+        // record would hide every later one, so cut the segment back and set it aside
+        if (seg.fd !== null) await ftruncate(seg.fd, seg.size).catch(() => undefined);
+        await this.setAside(seg);
+      }
       return;
     }
     seg.size += bytes;
@@ -185,9 +196,9 @@ export class IntakeJournal {
     for (const p of batch) p.resolve(seg);
   }
 
-  /** Closes a segment and opens the next; runs only inside run(). */
-  private async seal(seg: Segment): Promise<void> {
-    if (this.active === seg) this.active = await this.newSegment(seg.seq + 1);
+  /** Closes a segment; the next batch opens a new one. Runs only inside run(). */
+  private async setAside(seg: Segment): Promise<void> {
+    if (this.active === seg) this.active = null;
     if (seg.fd !== null) {
       const fd = seg.fd;
       seg.fd = null;
@@ -200,7 +211,7 @@ export class IntakeJournal {
   rotate(): Promise<void> {
     return this.run(async () => {
       const seg = this.active;
-      if (seg && seg.size > 0) await this.seal(seg);
+      if (seg && seg.size > 0) await this.setAside(seg);
     });
   }
 
@@ -218,6 +229,12 @@ export class IntakeJournal {
       this.sealed.splice(this.sealed.indexOf(s), 1);
     }
     await fsyncDir(this.dir);
+    for (const s of done) s.released = true;
+  }
+
+  /** Whether the segment a record went to is gone from disk (the token from append()). */
+  isReleased(token: unknown): boolean {
+    return (token as Segment).released;
   }
 
   /** Whether some record is not settled yet (a removed message could come back from replay). */

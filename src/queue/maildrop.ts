@@ -47,7 +47,12 @@ export async function writeMaildrop(spool: string, id: QueueId, sub: Submission,
     throw err;
   }
   await fh.close();
-  await fs.rename(tmp, path.join(dir, id));
+  // link, not rename: never replace another submission that happened to get the same ID
+  try {
+    await fs.link(tmp, path.join(dir, id));
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
   await fsyncDir(dir);
 }
 

@@ -129,6 +129,8 @@ export class Queue {
   private residentBytes = 0;
   private settleTimer: NodeJS.Timeout | null = null;
   private settleChain: Promise<void> = Promise.resolve();
+  /** The journal segment each message's record went to, until that segment is deleted. */
+  private readonly journaledIn = new Map<QueueId, unknown>();
   /** Per-message locks: delivery holds one while it works on a message; admin commands wait. */
   private readonly locks = new Map<QueueId, Promise<void>>();
   /** When the oldest message still resident was committed (null: none waiting for a settle). */
@@ -183,7 +185,10 @@ export class Queue {
       const bytes = body.takeBuffered();
       const token = await this.journal.append({ envelopes: Buffer.from(JSON.stringify(envelopes)), body: bytes });
       const entry: Resident = { envelopes, body: bytes, token };
-      for (const e of envelopes) this.resident.set(e.id, entry);
+      for (const e of envelopes) {
+        this.resident.set(e.id, entry);
+        this.journaledIn.set(e.id, token);
+      }
       this.residentBytes += bytes.length;
       this.scheduleSettle();
       return envelopes;
@@ -245,16 +250,24 @@ export class Queue {
       const entries = [...new Set(this.resident.values())];
       const files: string[] = [];
       let next = 0;
+      let failure: unknown = null;
       const worker = async () => {
-        while (next < entries.length) {
+        while (next < entries.length && failure === null) {
           const entry = entries[next++];
-          files.push(...(await this.store.place(entry.envelopes[0].id, entry.body, Queue.placements(entry))));
+          try {
+            files.push(...(await this.store.place(entry.envelopes[0].id, entry.body, Queue.placements(entry))));
+          } catch (err) {
+            failure ??= err;
+          }
         }
       };
+      // every worker has stopped before this step ends: none writes after a later step moved a message
       await Promise.all(Array.from({ length: SETTLE_CONCURRENCY }, worker));
+      if (failure !== null) throw failure;
       await this.store.makeDurable(files);
       for (const entry of entries) this.forget(entry);
       await journal.release();
+      for (const [id, token] of this.journaledIn) if (journal.isReleased(token)) this.journaledIn.delete(id);
       if (entries.length) {
         const ids = entries.flatMap((e) => e.envelopes.map((x) => x.id));
         this.log.info({ messages: entries.length, ...(ids.length <= 50 ? { ids } : {}) }, 'settled');
@@ -283,8 +296,10 @@ export class Queue {
     if (!journal) return 0;
     const written: string[] = [];
     let repaired = 0;
+    let records = 0;
     const groups = await this.store.groups();
     for await (const rec of journal.replay()) {
+      records++;
       let envelopes: Envelope[];
       try {
         envelopes = (JSON.parse(rec.envelopes.toString()) as unknown[]).map((e) => decodeEnvelope(JSON.stringify(e)));
@@ -308,13 +323,16 @@ export class Queue {
         }
         const body = await this.store.readBody(env.id).catch(() => null);
         const bodyIntact = body !== null && body.equals(rec.body);
+        // files that read well may still sit in the page cache only: they are synced below too
+        written.push(...this.store.files(env.id, place ?? { state: 'queued', group: env.group }));
         if (intact && bodyIntact) continue;
         repaired++;
         // an envelope that exists and reads well may have moved on (held, updated): keep it
         written.push(...(await this.store.place(env.id, rec.body, intact ? [] : [{ place: place ?? { state: 'queued', group: env.group }, id: env.id, bytes: encodeEnvelope(env) }])));
       }
     }
-    await this.store.makeDurable(written);
+    // the old segments go only after everything they vouched for is durable on its own
+    if (records) await this.store.makeDurable(written);
     await journal.open();
     if (repaired) this.log.warn({ messages: repaired }, 'intake journal replayed: rewrote messages a crash left incomplete');
     return repaired;
@@ -538,16 +556,25 @@ export class Queue {
     if (env.recipients.some((r) => r.state === 'pending')) {
       throw new IllegalTransitionError(`Cannot remove message ${env.id}: recipients are still pending`);
     }
-    // a journal record of a removed message must never be replayed: settle everything first
-    if (this.journal?.hasUnsettled) await this.settleAll();
+    // a removed message must never come back from the journal: its segment goes first
+    const token = this.journaledIn.get(env.id);
+    if (token !== undefined && this.journal && !this.journal.isReleased(token)) {
+      await this.settleAll();
+      if (!this.journal.isReleased(token)) throw new QuietlinkError(`Cannot remove message ${env.id}: its intake journal segment is still in use`);
+    }
+    this.journaledIn.delete(env.id);
     await this.store.remove(env.id, { state: 'queued', group: env.group });
   }
 
-  /** Sweeps leftovers of interrupted writes; returns how many files went. */
-  async recover(): Promise<number> {
+  /**
+   * Sweeps leftovers of interrupted writes made before `before` (ms); returns
+   * how many files went. Safe while the daemon runs: files written since
+   * `before` are never touched.
+   */
+  async recover(before: number): Promise<number> {
     const referenced = new Set<string>(this.resident.keys());
     for await (const { env } of this.walk(['queued', 'held', 'quarantined'])) referenced.add(env.id);
     for await (const id of this.store.walk({ state: 'corrupt' })) referenced.add(id);
-    return this.store.recover((id) => referenced.has(id));
+    return this.store.recover((id) => referenced.has(id) || this.resident.has(id), before);
   }
 }

@@ -53,6 +53,8 @@ export interface QueueStore {
   walk(place: Place): AsyncIterable<QueueId>;
   /** Groups with a queued/ directory. */
   groups(): Promise<string[]>;
-  /** Removes leftovers of interrupted writes (bodies without envelopes, temp files). */
-  recover(isReferenced: (id: QueueId) => boolean): Promise<number>;
+  /** Removes leftovers of interrupted writes (bodies without envelopes, temp files) older than `before`. */
+  recover(isReferenced: (id: QueueId) => boolean, before: number): Promise<number>;
+  /** The files that make up a message at a place (for syncing). */
+  files(id: QueueId, place: Place): string[];
 }

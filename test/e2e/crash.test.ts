@@ -59,6 +59,7 @@ test(`every message answered 250 survives ${KILLS} SIGKILLs of the daemon, byte 
     await withTimeout(once(submitter, 'exit'), 60_000, 'submitter exit');
     await daemon.kill();
     daemon = await startDaemon(config);
+    await daemon.waitLog((l) => l.msg === 'leftovers swept', 'the start-up sweep');
 
     const q = JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout) as { total: number; messages: Array<{ id: string }> };
     const inQueue = new Set(q.messages.map((m) => m.id));

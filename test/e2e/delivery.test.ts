@@ -174,3 +174,104 @@ test('a failure of a null-sender message is logged and dropped, never bounced', 
     assert.equal(sink.messages.length, 0);
   }, [sink]);
 });
+
+test('AUTH from authinfo goes over STARTTLS; credentials are never sent in cleartext', async () => {
+  const tlsHost = await startSink({ tls: true, auth: { user: 'office', pass: 'pw 1' } });
+  const plainHost = await startSink({ auth: { user: 'office', pass: 'pw 1' } });
+  const dir = await tempDir();
+  await fs.writeFile(path.join(dir, 'authinfo'), 'AuthInfo:127.0.0.1 "U:office" "P:pw 1" "M:PLAIN LOGIN"\n');
+  await gateway({
+    authinfo: path.join(dir, 'authinfo'),
+    routes: [
+      { domain: 'tls.example', relay: `[127.0.0.1]:${tlsHost.port}` },
+      { domain: 'plain.example', relay: `[127.0.0.1]:${plainHost.port}` },
+    ],
+  }, async (d, config) => {
+    await sendMail(d.port, 'alice@office.example', ['a@tls.example'], MSG('secret'));
+    await tlsHost.waitMessages(1);
+    assert.equal(tlsHost.messages[0].user, 'office');
+    assert.equal(tlsHost.messages[0].secure, true);
+    const r = await sendMail(d.port, 'alice@office.example', ['b@plain.example'], MSG('open'));
+    await d.waitLog((l) => l.qid === idOf(r.text) && l.msg === 'deferred', 'deferred without AUTH');
+    assert.equal(plainHost.authAttempts, 0, 'no AUTH over an unencrypted connection');
+    assert.equal(plainHost.messages.length, 0);
+    assert.equal((await queueJson(config)).total, 1);
+  }, [tlsHost, plainHost]);
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+test('one connection carries many messages; never more than the per-destination limit', async () => {
+  const sink = await startSink();
+  await gateway({ routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${sink.port}`, link: true }] }, async (d, config) => {
+    for (let i = 0; i < 30; i++) assert.equal((await sendMail(d.port, 'alice@office.example', [`r${i}@far.example`], MSG(`m${i}`))).code, 250);
+    assert.equal(sink.connections, 0);
+    const f = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(f.code, 0);
+    assert.equal(sink.messages.length, 30);
+    assert.ok(sink.connections <= 4, `${sink.connections} connections for 30 messages`);
+    assert.match(f.stdout, /30 messages: 30 delivered, 0 deferred, 0 failed, \d connections/);
+  }, [sink]);
+});
+
+test('interactive mode delivers before the 250; deferred mode only queues a link route', async () => {
+  const sink = await startSink();
+  await gateway({ deliveryMode: 'interactive', routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${sink.port}`, link: true }] }, async (d, config) => {
+    assert.equal((await sendMail(d.port, 'alice@office.example', ['x@far.example'], MSG('now'))).code, 250);
+    assert.equal(sink.messages.length, 1, 'already delivered when the 250 came');
+    const s = await runCli(['sendmail', '-c', config, 'y@far.example'], { input: 'Subject: cli\n\nnow\n' });
+    assert.equal(s.code, 0);
+    assert.equal(sink.messages.length, 2, 'sendmail returned after delivery');
+  }, [sink]);
+});
+
+test('held and quarantined mail is never delivered until released; a queue group with runners 0 never', async () => {
+  const sink = await startSink();
+  await gateway({
+    routes: [{ domain: '.example', relay: `[127.0.0.1]:${sink.port}`, link: true }],
+    queue: { groups: [{ name: 'frozen', runners: 0, match: ['frozen.example'] }] },
+  }, async (d, config) => {
+    const h = idOf((await sendMail(d.port, 'alice@office.example', ['a@far.example'], MSG('held'))).text);
+    const q = idOf((await sendMail(d.port, 'alice@office.example', ['b@far.example'], MSG('quarantined'))).text);
+    await sendMail(d.port, 'alice@office.example', ['c@frozen.example'], MSG('frozen'));
+    assert.equal((await runCli(['hold', '-c', config, h])).code, 0);
+    assert.equal((await runCli(['quarantine', '-c', config, '-Q', 'check', q])).code, 0);
+    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 0);
+    assert.equal(sink.messages.length, 0);
+    assert.equal((await runCli(['flush', '-c', config, '--wait', '-qGfrozen'])).code, 0);
+    assert.equal(sink.messages.length, 0, 'runners 0: not even an explicit run');
+    await runCli(['release', '-c', config, h]);
+    await runCli(['quarantine', '-c', config, '-Q', '', q]);
+    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 0);
+    assert.deepEqual(sink.messages.map((m) => m.to[0]).sort(), ['a@far.example', 'b@far.example']);
+    assert.equal((await queueJson(config)).total, 1);
+  }, [sink]);
+});
+
+test('recipients are split into envelopes of queue.groups[].recipients, each delivered', async () => {
+  const sink = await startSink();
+  await gateway({
+    smartHost: [`[127.0.0.1]:${sink.port}`],
+    queue: { groups: [{ name: 'small', runners: 1, recipients: 2, match: ['x.example'] }] },
+  }, async (d) => {
+    const rcpts = ['1', '2', '3', '4', '5'].map((n) => `u${n}@x.example`);
+    assert.equal((await sendMail(d.port, 'alice@office.example', rcpts, MSG('split'))).code, 250);
+    await sink.waitMessages(3);
+    assert.deepEqual(sink.messages.map((m) => m.to.length).sort(), [1, 2, 2]);
+    assert.deepEqual(sink.messages.flatMap((m) => m.to).sort(), rcpts);
+  }, [sink]);
+});
+
+test('flush -v shows each result and the SMTP dialogue; --dry-run only shows the plan', async () => {
+  const sink = await startSink();
+  await gateway({ routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${sink.port}`, link: true }] }, async (d, config) => {
+    const id = idOf((await sendMail(d.port, 'alice@office.example', ['x@far.example'], MSG('verbose'))).text);
+    const dry = await runCli(['flush', '-c', config, '--dry-run']);
+    assert.match(dry.stdout, new RegExp(`${id}: to=<x@far\\.example> via relay:\\[127\\.0\\.0\\.1\\]:${sink.port}`));
+    assert.equal(sink.connections, 0);
+    const v = await runCli(['flush', '-c', config, '-v']);
+    assert.equal(v.code, 0);
+    assert.match(v.stdout, /^>>> EHLO gw\.test\.example$/m);
+    assert.match(v.stdout, /^<<< 250 /m);
+    assert.match(v.stdout, new RegExp(`^${id}: to=<x@far\\.example>, relay=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\], stat=delivered \\(250 `, 'm'));
+  }, [sink]);
+});

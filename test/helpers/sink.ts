@@ -51,7 +51,7 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     close: async () => undefined,
   };
   const server = new SMTPServer({
-    ...(o.tls ? { key: fs.readFileSync(path.join(FIX, 'tls.key')), cert: fs.readFileSync(path.join(FIX, 'tls.crt')) } : { disabledCommands: o.auth ? [] : ['STARTTLS', 'AUTH'] }),
+    ...(o.tls ? { key: fs.readFileSync(path.join(FIX, 'tls.key')), cert: fs.readFileSync(path.join(FIX, 'tls.crt')) } : { disabledCommands: o.auth ? ['STARTTLS'] : ['STARTTLS', 'AUTH'] }),
     ...(o.tls && !o.auth ? { disabledCommands: ['AUTH'] } : {}),
     name: 'sink.test',
     authOptional: true,
