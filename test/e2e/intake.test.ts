@@ -209,3 +209,15 @@ test('the daemon never looks up the client: the log shows the IP', async () => {
   assert.ok(l);
   assert.match(String(l.client), /^(::ffff:)?127\.0\.0\.\d$/);
 });
+
+test('RCPT TO:<postmaster> without a domain is accepted (RFC 5321 §4.5.1)', async () => {
+  const c = await RawSmtp.connect(daemon.port, '127.0.0.2');
+  try {
+    await c.reply();
+    await c.cmd('EHLO outside.test');
+    await c.cmd('MAIL FROM:<someone@outside.test>');
+    assert.equal((await c.cmd('RCPT TO:<Postmaster>')).code, 250);
+  } finally {
+    c.close();
+  }
+});

@@ -110,3 +110,35 @@ test('a large message bypasses the journal and is fsynced to its own files', asy
   await fs.access(path.join(dir, 'queue', 'mqueue', `${id}.json`));
   await fs.rm(dir, { recursive: true });
 });
+
+test('a message updated, then finished, never comes back from the journal', async () => {
+  const dir = await tempDir();
+  const first = await setup(dir);
+  const id = createIdGenerator()();
+  const [env] = await commit(first.queue, id, 'x\r\n');
+  const attempted = { ...env, attempts: 1 };
+  await first.queue.update(attempted);
+  await first.queue.finish({ ...attempted, recipients: [{ ...env.recipients[0], state: 'delivered' }] });
+  // crash: no close(), no settle; the next start replays what the journal still holds
+  const second = await setup(dir);
+  assert.equal(await second.queue.find(id), null);
+  await fs.rm(dir, { recursive: true });
+});
+
+test('concurrent hold and quarantine of one message leave it in exactly one place', async () => {
+  const dir = await tempDir();
+  const { queue } = await setup(dir);
+  const newId = createIdGenerator();
+  for (let i = 0; i < 10; i++) {
+    const id = newId();
+    await commit(queue, id, `m${i}\r\n`);
+    await queue.settleAll();
+    await Promise.allSettled([queue.hold(id), queue.quarantine(id, 'race'), queue.hold(id)]);
+    const places = [];
+    for (const d of ['queue/mqueue', 'hold', 'quarantine']) {
+      if (await fs.access(path.join(dir, d, `${id}.json`)).then(() => true, () => false)) places.push(d);
+    }
+    assert.equal(places.length, 1, `${id} is in ${places.join(' and ')}`);
+  }
+  await fs.rm(dir, { recursive: true });
+});
