@@ -76,7 +76,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     authinfo: () => maps.authinfo,
     resolver: new NodeDnsResolver(),
     log,
-    readBody: (env) => queue.readBody(env.id),
+    readBody: (env) => queue.readBody(env.id, env.size),
   });
 
   /** Queues a notice (RFC 3464 DSN) to the sender of env, and sends it as intake would. */

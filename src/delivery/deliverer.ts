@@ -18,6 +18,10 @@ import type { AttemptResult } from '../scheduler/apply-results.js';
 import { MailError } from '../errors.js';
 import { expandHosts, type Resolver, type Target } from './resolver.js';
 import { SessionError, SmtpSession, type SessionEvent, type Timeouts } from './smtp-session.js';
+import type { JobQueue } from '../scheduler/job-queue.js';
+
+/** How long an idle connection waits for the run to bring more mail before it quits (ms). */
+const LINGER = 2000;
 
 export interface Job {
   env: Envelope;
@@ -79,72 +83,146 @@ export class Deliverer {
     throw last ?? new SessionError('No host to deliver to', 0, 'no host', 'connect');
   }
 
-  /** Delivers every job to the route's next hop; resolves when all have a result. */
-  async deliverHop(route: Route, jobs: Job[], opts: HopOptions): Promise<{ connections: number }> {
-    const queue = [...jobs];
+  private async failUnreachable(job: Job, e: SessionError, fail: (job: Job, code: number, text: string) => Promise<void>): Promise<void> {
+    const code = e.code >= 400 && e.code < 600 ? Math.min(e.code, 499) : 451;
+    await fail(job, code, e.code ? `4.4.1 All hosts refused: ${e.reply}` : `4.4.1 No host answered: ${e.reply}`);
+  }
+
+  /** Sends one message over a session; `broken` when the connection must be reopened. */
+  private async sendJob(session: SmtpSession, job: Job, opts: HopOptions): Promise<{ results: AttemptResult[]; broken: boolean }> {
+    void opts;
+    const relay = `${session.target.name} [${session.target.ip}]`;
+    const results: AttemptResult[] = [];
+    try {
+      const body = await this.deps.readBody(job.env);
+      for (const group of transactions(job.rcpts)) {
+        const rcptResults = await session.send({
+          from: job.env.sender,
+          to: group.map((r) => r.address),
+          dsn: { ret: job.env.dsn.ret, envid: job.env.dsn.envid, notify: group[0].notify, orcpt: group[0].orcpt?.replace(/^rfc822;\s*/i, '') },
+          size: body.length,
+          use8BitMime: job.env.bodyType === '8BITMIME',
+        }, body);
+        results.push(...rcptResults.map((r) => ({ ...r, relay })));
+      }
+      return { results, broken: false };
+    } catch (err) {
+      // the connection broke mid-transaction: this message waits, the next gets a new connection
+      session.close();
+      const done = new Set(results.map((r) => r.address));
+      for (const r of job.rcpts) if (!done.has(r.address)) results.push({ address: r.address, code: 451, text: `4.4.2 Connection to ${relay} lost: ${(err as Error).message}`, relay });
+      return { results, broken: true };
+    }
+  }
+
+  /**
+   * Delivers every job the source yields to the route's next hop; resolves
+   * when the source is exhausted and every job has a result.
+   */
+  async deliverHop(route: Route, source: JobQueue<Job>, opts: HopOptions): Promise<{ connections: number }> {
     const fail = async (job: Job, code: number, text: string, relay?: string) =>
       opts.onResult(job, job.rcpts.map((r) => ({ address: r.address, code, text, relay })));
+    const failAll = async (code: number, text: string) => {
+      for (let job = await source.next(); job; job = await source.next()) await fail(job, code, text);
+    };
     let targets: Target[];
     try {
       targets = await expandHosts(route.hosts, this.deps.resolver);
     } catch (err) {
       const e = err instanceof MailError ? err : new MailError(451, '4.4.3', `Cannot resolve the next hop: ${(err as Error).message}`);
-      for (const job of queue) await fail(job, e.code, `${e.enhanced} ${e.message}`);
+      await failAll(e.code, `${e.enhanced} ${e.message}`);
       return { connections: 0 };
     }
     let opened = 0;
     let unreachable: SessionError | null = null;
+    // jobs taken from the source, waiting for a connection; a few only, so the walk is held back
+    const pending: Job[] = [];
+    let wake: (() => void) | null = null;
+    const signal = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    /** Waits up to `ms` for a job to appear in `pending`. */
+    const waitForJob = (ms: number) => new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      const prev = wake;
+      wake = () => {
+        clearTimeout(t);
+        prev?.();
+        resolve();
+      };
+    });
+    let producing = true;
+    const recording = new Set<Promise<void>>();
     const worker = async () => {
       let session: SmtpSession | null = null;
       const release = await opts.acquire();
       try {
-        while (queue.length && !unreachable) {
+        for (;;) {
+          // a wake-up is for everyone: keep waiting until a job is there or the linger is over
+          const deadline = Date.now() + LINGER;
+          while (!pending.length && producing && Date.now() < deadline) await waitForJob(deadline - Date.now());
+          const job = pending.shift();
+          if (!job) {
+            this.deps.log.debug({ nexthop: route.nexthop }, 'connection idle: closing');
+            break;
+          }
+          signal();
+          if (unreachable) {
+            await this.failUnreachable(job, unreachable, fail);
+            continue;
+          }
           if (!session) {
             try {
               session = await this.open(targets, opts);
               opened++;
+              this.deps.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: pending.length }, 'connected');
             } catch (err) {
               unreachable = err as SessionError;
-              break;
+              await this.failUnreachable(job, unreachable, fail);
+              continue;
             }
           }
-          const job = queue.shift()!;
-          const relay = `${session.target.name} [${session.target.ip}]`;
-          const results: AttemptResult[] = [];
-          try {
-            const body = await this.deps.readBody(job.env);
-            for (const group of transactions(job.rcpts)) {
-              const rcptResults = await session.send({
-                from: job.env.sender,
-                to: group.map((r) => r.address),
-                dsn: { ret: job.env.dsn.ret, envid: job.env.dsn.envid, notify: group[0].notify, orcpt: group[0].orcpt?.replace(/^rfc822;\s*/i, '') },
-                size: body.length,
-                use8BitMime: job.env.bodyType === '8BITMIME',
-              }, body);
-              results.push(...rcptResults.map((r) => ({ ...r, relay })));
-            }
-          } catch (err) {
-            // the connection broke mid-transaction: this message waits, the next gets a new connection
-            const e = err as SessionError;
-            session.close();
+          const r = await this.sendJob(session, job, opts);
+          if (r.broken) {
+            this.deps.log.debug({ nexthop: route.nexthop, err: r.results[0]?.text }, 'connection lost');
             session = null;
-            const done = new Set(results.map((r) => r.address));
-            for (const r of job.rcpts) if (!done.has(r.address)) results.push({ address: r.address, code: 451, text: `4.4.2 Connection to ${relay} lost: ${e.message}`, relay });
           }
-          await opts.onResult(job, results);
+          // the next message goes out while this one's results are written down
+          const rec: Promise<void> = opts.onResult(job, r.results)
+            .catch((err) => this.deps.log.error({ qid: job.env.id, err: (err as Error).message }, 'cannot record results'))
+            .finally(() => recording.delete(rec));
+          recording.add(rec);
         }
       } finally {
         session?.quit();
         release();
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.connections, jobs.length)) }, worker));
-    if (unreachable) {
-      const e = unreachable as SessionError;
-      const code = e.code >= 400 && e.code < 600 ? Math.min(e.code, 499) : 451;
-      const text = e.code ? `4.4.1 All hosts refused: ${e.reply}` : `4.4.1 No host answered: ${e.reply}`;
-      for (const job of queue.splice(0)) await fail(job, code, text);
+    const workers = new Set<Promise<void>>();
+    for (let job = await source.next(); job; job = await source.next()) {
+      pending.push(job);
+      signal();
+      if (workers.size < opts.connections) {
+        const w: Promise<void> = worker().finally(() => workers.delete(w));
+        workers.add(w);
+      }
+      // hold the walk back: never more than a few jobs per connection waiting here
+      while (pending.length >= opts.connections * 2 && workers.size) await Promise.race([...workers, waitForJob(LINGER)]);
     }
+    producing = false;
+    signal();
+    // the last workers may have gone idle and quit: whatever is left gets one more
+    while (pending.length) {
+      if (!workers.size) {
+        const w: Promise<void> = worker().finally(() => workers.delete(w));
+        workers.add(w);
+      }
+      await Promise.race(workers);
+    }
+    await Promise.all(workers);
+    while (recording.size) await Promise.all([...recording]);
     return { connections: opened };
   }
 }

@@ -14,13 +14,16 @@
  * resolves. A state change is one rename. Owned by queue/queue.ts only.
  */
 import fs from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { GroupSync, fsyncDir } from './group-sync.js';
 import { isQueueId, type QueueId } from './queue-id.js';
 import type { BodyWriter, Place, QueueStore } from './store.js';
+
+/** Bodies up to this size are read synchronously (see readEnvelope). */
+const SYNC_READ_MAX = 256 * 1024;
 
 const STATE_DIRS = { held: 'hold', quarantined: 'quarantine', corrupt: 'corrupt' } as const;
 
@@ -148,17 +151,27 @@ export class FsStore implements QueueStore {
 
   async remove(id: QueueId, place: Place): Promise<void> {
     const target = this.envelopePath(id, place);
-    await fs.rm(target);
+    // (unlinkSync was measured slower here: it waits on the journal the directory syncs commit)
+    await fs.unlink(target);
     await this.dirSync.sync(path.dirname(target));
-    await fs.rm(this.bodyPath(id), { force: true });
+    await fs.unlink(this.bodyPath(id)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
   }
 
-  readEnvelope(id: QueueId, place: Place): Promise<Buffer> {
-    return fs.readFile(this.envelopePath(id, place));
+  /**
+   * Envelopes are small and read in bulk by queue runs: one synchronous read
+   * (open, read, close in one call) costs a fraction of four thread-pool
+   * round trips, and a small file in the page cache does not hold the loop.
+   */
+  async readEnvelope(id: QueueId, place: Place): Promise<Buffer> {
+    return readFileSync(this.envelopePath(id, place));
   }
 
-  readBody(id: QueueId): Promise<Buffer> {
-    return fs.readFile(this.bodyPath(id));
+  /** Small bodies are read like envelopes; large ones without holding the loop. */
+  async readBody(id: QueueId, sizeHint?: number): Promise<Buffer> {
+    const file = this.bodyPath(id);
+    return sizeHint !== undefined && sizeHint <= SYNC_READ_MAX ? readFileSync(file) : fs.readFile(file);
   }
 
   bodyStream(id: QueueId): Readable {

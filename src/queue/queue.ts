@@ -71,7 +71,12 @@ export interface QueueOptions {
 export interface Located {
   env: Envelope;
   place: Place;
+  /** The message's change count when it was read (see Queue.version). */
+  version?: number;
 }
+
+/** Envelopes read at once while walking (the reads run in parallel). */
+const WALK_BATCH = 64;
 
 export class NotInQueueError extends QuietlinkError {
   constructor(id: string) {
@@ -129,6 +134,7 @@ export class Queue {
   private residentBytes = 0;
   private settleTimer: NodeJS.Timeout | null = null;
   private settleChain: Promise<void> = Promise.resolve();
+  private readonly changes = new Map<QueueId, number>();
   /** The journal segment each message's record went to, until that segment is deleted. */
   private readonly journaledIn = new Map<QueueId, unknown>();
   /** Per-message locks: delivery holds one while it works on a message; admin commands wait. */
@@ -397,6 +403,7 @@ export class Queue {
         this.log.warn({ qid: id, err: err.message }, 'corrupt envelope (left in place: daemon not running)');
         return null;
       }
+      this.changed(id);
       await this.store.move(id, place, { state: 'corrupt' });
       this.log.error({ qid: id, from: place.state, reason: err.message }, `Cannot read envelope of ${id}: moved to corrupt`);
       return null;
@@ -413,6 +420,14 @@ export class Queue {
     return null;
   }
 
+  /** Reads a message again where it was found (e.g. after taking its lock); null when it moved on. */
+  async reread(loc: Located): Promise<Located | null> {
+    const r = this.residentLocated(loc.env.id);
+    if (r) return r;
+    const env = await this.read(loc.env.id, loc.place);
+    return env ? { env, place: loc.place } : null;
+  }
+
   /** Every envelope at the given states, read and validated. */
   async *walk(states: readonly QueueState[] = ['queued', 'held', 'quarantined']): AsyncIterable<Located> {
     const resident = new Set(this.resident.keys());
@@ -423,13 +438,35 @@ export class Queue {
       }
     }
     const places = this.places(await this.store.groups()).filter((p) => states.includes(p.state));
+    const readBatch = (ids: QueueId[], place: Place) => Promise.all(ids.map(async (id) => {
+      const version = this.version(id);
+      const env = await this.read(id, place);
+      return env ? { env, place, version } : null;
+    }));
     for (const place of places) {
+      let ids: QueueId[] = [];
       for await (const id of this.store.walk(place)) {
         if (resident.has(id)) continue;
-        const env = await this.read(id, place);
-        if (env) yield { env, place };
+        ids.push(id);
+        if (ids.length < WALK_BATCH) continue;
+        for (const loc of await readBatch(ids, place)) if (loc) yield loc;
+        ids = [];
       }
+      for (const loc of await readBatch(ids, place)) if (loc) yield loc;
     }
+  }
+
+  /**
+   * How often this process changed the message since it started: every
+   * state change and update goes through this class, so a reader that saw
+   * version N and still sees N after taking the lock has the current envelope.
+   */
+  version(id: QueueId): number {
+    return this.changes.get(id) ?? 0;
+  }
+
+  private changed(id: QueueId): void {
+    this.changes.set(id, this.version(id) + 1);
   }
 
   /** Envelopes matching a selection, oldest first. */
@@ -453,8 +490,8 @@ export class Queue {
   }
 
   /** The message's bytes as they will be sent. */
-  async readBody(id: QueueId): Promise<Buffer> {
-    return this.resident.get(id)?.body ?? this.store.readBody(id);
+  async readBody(id: QueueId, sizeHint?: number): Promise<Buffer> {
+    return this.resident.get(id)?.body ?? this.store.readBody(id, sizeHint);
   }
 
   /** Locks a message; resolves with the release. Delivery holds it from reading to writing back. */
@@ -498,6 +535,7 @@ export class Queue {
     if (place.state === 'held') return env;
     if (place.state !== 'queued') throw new IllegalTransitionError(`Cannot hold message ${id}: it is ${place.state}`);
     const next = { ...env, hold: this.stamp(reason) };
+    this.changed(id);
     await this.store.move(id, place, { state: 'held' }, encodeEnvelope(next));
     this.log.info({ qid: id, reason }, 'held');
     return next;
@@ -512,6 +550,7 @@ export class Queue {
     if (place.state === 'queued') return env;
     if (place.state !== 'held') throw new IllegalTransitionError(`Cannot release message ${id}: it is ${place.state} (use quarantine -Q "")`);
     const next = { ...env, hold: undefined, nextAttempt: null };
+    this.changed(id);
     await this.store.move(id, place, { state: 'queued', group: env.group }, encodeEnvelope(next));
     this.log.info({ qid: id }, 'released');
     return next;
@@ -526,6 +565,7 @@ export class Queue {
     const { env, place } = await this.locate(id);
     if (place.state === 'corrupt') throw new IllegalTransitionError(`Cannot quarantine message ${id}: it is corrupt`);
     const next = { ...env, quarantine: this.stamp(reason) };
+    this.changed(id);
     await this.store.move(id, place, { state: 'quarantined' }, encodeEnvelope(next));
     this.log.info({ qid: id, reason }, 'quarantined');
     return next;
@@ -540,6 +580,7 @@ export class Queue {
     if (place.state !== 'quarantined') return env;
     const next = { ...env, quarantine: undefined };
     const to: Place = env.hold ? { state: 'held' } : { state: 'queued', group: env.group };
+    this.changed(id);
     await this.store.move(id, place, to, encodeEnvelope(next));
     this.log.info({ qid: id }, 'released from quarantine');
     return next;
@@ -548,6 +589,7 @@ export class Queue {
   /** Rewrites a queued envelope (delivery results, next attempt); the caller holds the lock. */
   async update(env: Envelope): Promise<void> {
     await this.settle(env.id);
+    this.changed(env.id);
     await this.store.putEnvelope({ state: 'queued', group: env.group }, env.id, encodeEnvelope(env));
   }
 
@@ -563,7 +605,9 @@ export class Queue {
       if (!this.journal.isReleased(token)) throw new QuietlinkError(`Cannot remove message ${env.id}: its intake journal segment is still in use`);
     }
     this.journaledIn.delete(env.id);
+    this.changed(env.id);
     await this.store.remove(env.id, { state: 'queued', group: env.group });
+    this.changes.delete(env.id);
   }
 
   /**

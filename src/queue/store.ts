@@ -47,7 +47,8 @@ export interface QueueStore {
   /** Deletes an envelope and its body. */
   remove(id: QueueId, place: Place): Promise<void>;
   readEnvelope(id: QueueId, place: Place): Promise<Buffer>;
-  readBody(id: QueueId): Promise<Buffer>;
+  /** `sizeHint` (the envelope's size) lets a backend pick how to read. */
+  readBody(id: QueueId, sizeHint?: number): Promise<Buffer>;
   bodyStream(id: QueueId): Readable;
   /** IDs at a place, in no particular order. */
   walk(place: Place): AsyncIterable<QueueId>;

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Envelope } from '../queue/envelope.js';
-import type { Queue } from '../queue/queue.js';
+import type { Located, Queue } from '../queue/queue.js';
 import type { QueueId } from '../queue/queue-id.js';
 import { matches, type Selection } from '../queue/select.js';
 import { domainOf } from '../intake/address.js';
@@ -26,6 +26,7 @@ import { isDue } from './next-attempt.js';
 import { enhancedCode, outcomeOf } from '../delivery/classify.js';
 import type { Deliverer, Job } from '../delivery/deliverer.js';
 import type { SessionEvent } from '../delivery/smtp-session.js';
+import { JobQueue } from './job-queue.js';
 
 export const DESTINATION_CONNECTIONS = 4;
 const CHUNK = 1000;
@@ -69,6 +70,20 @@ export interface RunnerDeps {
   notify: (env: Envelope, notices: Notice[], kind: 'failure' | 'delay') => Promise<void>;
 }
 
+interface HopState {
+  jobs: JobQueue<Job>;
+  done: Promise<void>;
+}
+
+interface RunState {
+  opts: RunOptions;
+  summary: RunSummary;
+  hops: Map<string, HopState>;
+  locked: Map<QueueId, { pending: number; release: () => void }>;
+  results: Map<QueueId, AttemptResult[]>;
+  jobsPerGroup?: Map<string, number>;
+}
+
 class Slots {
   private waiting: Array<() => void> = [];
   constructor(private free: number) {}
@@ -99,44 +114,54 @@ export class QueueRunner {
 
   async run(opts: RunOptions): Promise<RunSummary> {
     const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
-    let chunk: Envelope[] = [];
+    const run: RunState = { opts, summary, hops: new Map(), locked: new Map(), results: new Map() };
+    let chunk: Located[] = [];
     const flush = async () => {
       const batch = chunk;
       chunk = [];
-      if (batch.length) await this.runChunk(batch, opts, summary);
+      if (batch.length) {
+        this.deps.log.debug({ messages: batch.length }, 'run: chunk read');
+        await this.dispatch(batch, run);
+        this.deps.log.debug({ messages: batch.length }, 'run: chunk handed to the hops');
+      }
     };
-    if (opts.ids) {
-      for (const id of opts.ids) {
-        const loc = await this.deps.queue.find(id);
-        if (loc?.place.state === 'queued') chunk.push(loc.env);
+    try {
+      if (opts.ids) {
+        for (const id of opts.ids) {
+          const loc = await this.deps.queue.find(id);
+          if (loc?.place.state === 'queued') chunk.push({ ...loc, version: this.deps.queue.version(id) });
+        }
+      } else {
+        for await (const loc of this.deps.queue.walk(['queued'])) {
+          chunk.push(loc);
+          if (chunk.length >= CHUNK) await flush();
+        }
       }
-    } else {
-      for await (const { env } of this.deps.queue.walk(['queued'])) {
-        chunk.push(env);
-        if (chunk.length >= CHUNK) await flush();
-      }
+      await flush();
+    } finally {
+      for (const hop of run.hops.values()) hop.jobs.close();
+      await Promise.all([...run.hops.values()].map((h) => h.done));
     }
-    await flush();
     return summary;
   }
 
-  private async runChunk(envs: Envelope[], opts: RunOptions, summary: RunSummary): Promise<void> {
+  /** Routes a chunk (in priority order) and hands its jobs to the hops, opening a hop when new. */
+  private async dispatch(locs: Located[], run: RunState): Promise<void> {
+    const { opts, summary } = run;
     const now = this.deps.now();
     const config = this.deps.config();
     const table = this.deps.table();
     const policy = { deliveryMode: config.deliveryMode as 'interactive' | 'background' | 'queue' | 'deferred', holdExpensive: config.holdExpensive, linkAvailable: this.deps.linkAvailable() };
     const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
-    const jobsPerGroup = new Map<string, number>();
-    const hops = new Map<string, { route: Route; jobs: Job[] }>();
-    const lockedJobs = new Map<QueueId, { pending: number; release: () => void }>();
-    envs.sort((a, b) => a.priority - b.priority);
-    for (const candidate of envs) {
+    locs.sort((a, b) => a.env.priority - b.env.priority);
+    for (const loc of locs) {
+      const candidate = loc.env;
       if (opts.group && candidate.group !== opts.group) continue;
       if (this.groupRunners(candidate.group) === 0) continue;
       if (opts.selection && !matches(opts.selection, candidate)) continue;
       if (!explicit && opts.trigger.kind !== 'intake' && !isDue(candidate.nextAttempt, now)) continue;
       const limit = config.queue.groups.find((g) => g.name === candidate.group)?.jobs;
-      if (limit !== undefined && (jobsPerGroup.get(candidate.group) ?? 0) >= limit) continue;
+      if (limit !== undefined && (run.jobsPerGroup?.get(candidate.group) ?? 0) >= limit) continue;
       const byHop = new Map<string, { route: Route; rcpts: Envelope['recipients'] }>();
       for (const r of candidate.recipients) {
         if (r.state !== 'pending') continue;
@@ -154,54 +179,68 @@ export class QueueRunner {
         for (const { route: rt, rcpts } of byHop.values()) for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop });
         continue;
       }
-      // the lock keeps admin commands out while the message is being delivered
+      // the lock keeps admin commands and other runs out while the message is being delivered
       const release = await this.deps.queue.lock(candidate.id);
-      const fresh = await this.deps.queue.find(candidate.id);
+      // changed since it was read (another run, an admin command): read it again
+      const fresh = this.deps.queue.version(candidate.id) === loc.version ? loc : await this.deps.queue.reread(loc);
       if (!fresh || fresh.place.state !== 'queued' || fresh.env.attempts !== candidate.attempts) {
         release();
         continue;
       }
-      jobsPerGroup.set(candidate.group, (jobsPerGroup.get(candidate.group) ?? 0) + 1);
+      run.jobsPerGroup ??= new Map();
+      run.jobsPerGroup.set(candidate.group, (run.jobsPerGroup.get(candidate.group) ?? 0) + 1);
       summary.messages++;
-      lockedJobs.set(candidate.id, { pending: byHop.size, release });
+      run.locked.set(candidate.id, { pending: byHop.size, release });
       for (const [nexthop, { route: rt, rcpts }] of byHop) {
-        const hop = hops.get(nexthop) ?? { route: rt, jobs: [] };
-        hop.jobs.push({ env: fresh.env, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) });
-        hops.set(nexthop, hop);
+        const job: Job = { env: fresh.env, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) };
+        await this.hop(run, nexthop, rt).jobs.push(job);
       }
     }
-    // results of one message from several hops are folded in one at a time
-    const results = new Map<QueueId, AttemptResult[]>();
-    const onResult = async (job: Job, res: AttemptResult[]) => {
-      const id = job.env.id;
-      results.set(id, [...(results.get(id) ?? []), ...res]);
-      for (const r of res) {
-        const outcome = outcomeOf(r.code);
-        opts.onEvent?.({ type: 'result', qid: id, to: r.address, code: r.code, text: r.text, outcome, relay: r.relay });
-        this.deps.log.info({
-          qid: id, to: r.address, delay: Math.round((this.deps.now() - Date.parse(job.env.arrivalTime)) / 1000),
-          relay: r.relay, dsn: enhancedCode(r.code, r.text), stat: `${outcome === 'delivered' ? 'Sent' : outcome === 'failed' ? 'Failed' : 'Deferred'} (${r.code} ${r.text})`,
-        }, outcome);
-      }
-      const lock = lockedJobs.get(id)!;
-      if (--lock.pending > 0) return;
-      try {
-        await this.record(job.env, results.get(id)!, summary);
-      } finally {
-        results.delete(id);
-        lockedJobs.delete(id);
-        lock.release();
-      }
-    };
-    await Promise.all([...hops.values()].map(async ({ route: rt, jobs }) => {
-      const r = await this.deps.deliverer.deliverHop(rt, jobs, {
-        connections: Math.min(DESTINATION_CONNECTIONS, Math.max(1, ...jobs.map((j) => this.groupRunners(j.env.group)))),
-        acquire: () => this.slots.acquire(),
-        onResult,
-        onEvent: opts.onEvent ? (e: SessionEvent) => opts.onEvent!({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,
-      });
-      summary.connections += r.connections;
-    }));
+  }
+
+  private hop(run: RunState, nexthop: string, rt: Route): HopState {
+    const existing = run.hops.get(nexthop);
+    if (existing) return existing;
+    const jobs = new JobQueue<Job>(CHUNK);
+    const onEvent = run.opts.onEvent;
+    const done = this.deps.deliverer.deliverHop(rt, jobs, {
+      connections: DESTINATION_CONNECTIONS,
+      acquire: () => this.slots.acquire(),
+      onResult: (job, res) => this.onResult(run, job, res),
+      onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,
+    }).then((r) => {
+      run.summary.connections += r.connections;
+    }, (err) => {
+      this.deps.log.error({ nexthop, err: (err as Error).message }, 'delivery to a next hop failed');
+    });
+    const hop = { jobs, done };
+    run.hops.set(nexthop, hop);
+    return hop;
+  }
+
+  /** Results of one message from several hops are folded in once the last hop is done with it. */
+  private async onResult(run: RunState, job: Job, res: AttemptResult[]): Promise<void> {
+    const id = job.env.id;
+    run.results.set(id, [...(run.results.get(id) ?? []), ...res]);
+    for (const r of res) {
+      const outcome = outcomeOf(r.code);
+      run.opts.onEvent?.({ type: 'result', qid: id, to: r.address, code: r.code, text: r.text, outcome, relay: r.relay });
+      this.deps.log.info({
+        qid: id, to: r.address, delay: Math.round((this.deps.now() - Date.parse(job.env.arrivalTime)) / 1000),
+        relay: r.relay, dsn: enhancedCode(r.code, r.text), stat: `${outcome === 'delivered' ? 'Sent' : outcome === 'failed' ? 'Failed' : 'Deferred'} (${r.code} ${r.text})`,
+      }, outcome);
+    }
+    const lock = run.locked.get(id)!;
+    if (--lock.pending > 0) return;
+    try {
+      await this.record(job.env, run.results.get(id)!, run.summary);
+    } catch (err) {
+      this.deps.log.error({ qid: id, err: (err as Error).message }, 'cannot record delivery results');
+    } finally {
+      run.results.delete(id);
+      run.locked.delete(id);
+      lock.release();
+    }
   }
 
   /** Folds one message's results into its envelope, queues notices, writes the envelope back. */

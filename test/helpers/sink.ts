@@ -103,6 +103,8 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
       });
     },
   });
+  // a client killed mid-session (the crash tests) resets its connection: not an error of the sink
+  server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   sink.port = (server.server.address() as net.AddressInfo).port;
   sink.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
