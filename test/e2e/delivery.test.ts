@@ -275,3 +275,27 @@ test('flush -v shows each result and the SMTP dialogue; --dry-run only shows the
     assert.match(v.stdout, new RegExp(`^${id}: to=<x@far\\.example>, relay=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\], stat=delivered \\(250 `, 'm'));
   }, [sink]);
 });
+
+test('a changed mailertable and SIGHUP reload the routes without a restart', async () => {
+  const one = await startSink();
+  const two = await startSink();
+  const dir = await tempDir();
+  const mt = path.join(dir, 'mailertable');
+  await fs.writeFile(mt, `far.example relay:[127.0.0.1]:${one.port}\n`);
+  await gateway({ mailertable: mt }, async (d) => {
+    await sendMail(d.port, 'alice@office.example', ['x@far.example'], MSG('before'));
+    await one.waitMessages(1);
+    await fs.writeFile(mt, `far.example relay:[127.0.0.1]:${two.port}\n`);
+    await d.waitLog((l) => l.msg === 'routes reloaded' && String(l.reason).includes('mailertable'), 'reload after the file changed');
+    await sendMail(d.port, 'alice@office.example', ['y@far.example'], MSG('after'));
+    await two.waitMessages(1);
+    await fs.writeFile(mt, `far.example relay:[127.0.0.1]:${one.port}\nbroken line here\n`);
+    d.proc.kill('SIGHUP');
+    const refused = await d.waitLog((l) => /^reload refused: .*mailertable:2: /.test(String(l.msg)), 'a bad file is refused with file:line');
+    assert.ok(refused);
+    await sendMail(d.port, 'alice@office.example', ['z@far.example'], MSG('still two'));
+    await two.waitMessages(2);
+    assert.equal(one.messages.length, 1, 'the old routes stay when the new file is bad');
+  }, [one, two]);
+  await fs.rm(dir, { recursive: true, force: true });
+});
