@@ -32,7 +32,14 @@ import { Deliverer } from './delivery/deliverer.js';
 import { composeDsn } from './delivery/dsn.js';
 import { QueueRunner, type RunEvent } from './scheduler/queue-runner.js';
 import type { Notice } from './scheduler/apply-results.js';
-import { alwaysUp } from './link/link-gate.js';
+import { LinkState } from './link/link-state.js';
+import { InterfaceWatcher } from './link/interface-watcher.js';
+import { runLinkCommand } from './link/dialer.js';
+import { Windows } from './scheduler/windows.js';
+import { sendEtrn, type EtrnResult } from './etrn/etrn-client.js';
+import { expandHosts } from './delivery/resolver.js';
+import { parseHosts } from './routing/route.js';
+import cron from 'node-cron';
 import { createDaemonLogger } from './observability/logger.js';
 
 export interface DaemonHandle {
@@ -66,6 +73,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   let table: RouteTable = buildRouteTable(config, maps.mailertable, maps.classes);
   const openDomains = openDomainsOf(config, maps);
 
+  const resolver = new NodeDnsResolver(config.dns.upstream);
   const deliverer = new Deliverer({
     hostname: config.hostname,
     timeouts: {
@@ -74,7 +82,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       command: Math.max(config.timeout.mail, config.timeout.rcpt, config.timeout.datainit, config.timeout.datablock, config.timeout.datafinal),
     },
     authinfo: () => maps.authinfo,
-    resolver: new NodeDnsResolver(),
+    resolver,
     log,
     readBody: (env) => queue.readBody(env.id, env.size),
   });
@@ -95,7 +103,47 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     void afterIntake(envs);
   };
 
-  const runner = new QueueRunner({ queue, deliverer, config: () => config, table: () => table, linkAvailable: () => alwaysUp.mayUseLink(), log, now, notify });
+  // the link: permanent lines are up; others are down until a hook, the watcher or a dial says otherwise
+  const link = new LinkState(config.link.mode === 'permanent' ? 'up' : 'down', now(), 'start');
+  let windows!: Windows;
+  const runner = new QueueRunner({
+    queue, deliverer, config: () => config, table: () => table, log, now, notify,
+    linkAvailable: (trigger) => windows.mayUseLink(trigger),
+    permanentLink: () => config.link.mode === 'permanent',
+  });
+
+  /** ETRN for the given domains (default etrn.domains) to the given relay (default etrn.relay). */
+  const etrn = async (relay = config.etrn.relay, domains: readonly string[] = config.etrn.domains): Promise<EtrnResult | null> => {
+    if (!relay || !domains.length) return null;
+    let result: EtrnResult;
+    try {
+      const [target] = await expandHosts(parseHosts(relay), resolver);
+      result = await sendEtrn(target, domains, config.hostname, config.timeout.command);
+    } catch (err) {
+      result = { relay, offersEtrn: false, replies: [], error: (err as Error).message };
+    }
+    log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
+    return result;
+  };
+  windows = new Windows({
+    runner, config: () => config, link, log, now, etrn: () => etrn(),
+    dial: () => runLinkCommand(config.link.dial!, config.link.dialTimeout, log, 'dial'),
+    hangup: () => runLinkCommand(config.link.hangup!, 60_000, log, 'hangup'),
+  });
+  const openWindow = (cause: string) => windows.request({ cause })
+    .catch((err) => log.error({ cause, err: (err as Error).message }, 'window failed'));
+  link.onChange((nowState, before) => {
+    log.info({ link: nowState.state, was: before.state, cause: nowState.cause, iface: nowState.iface }, 'link');
+    if (nowState.state === 'up' && config.flush.onLinkUp && config.link.mode !== 'permanent') void openWindow('link-up');
+  });
+  const watcher = config.link.interface && config.link.mode !== 'permanent'
+    ? new InterfaceWatcher(config.link.interface, config.link.poll, (up) => {
+      const state = link.current.state;
+      // the watcher reports what it sees; "dialing" ends only with up, or the window's timeout
+      if (up) link.set('up', now(), 'interface watcher', config.link.interface);
+      else if (state === 'up') link.set('down', now(), 'interface watcher');
+    })
+    : null;
 
   /** What deliveryMode sends right after intake; interactive callers wait for it. */
   const afterIntake = (envs: Envelope[]): Promise<void> | undefined => {
@@ -134,26 +182,41 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   const timers: NodeJS.Timeout[] = [];
   const queueRun = (group?: string) => runner.run({ trigger: { kind: 'run' }, group })
     .catch((err) => log.error({ err: (err as Error).message, group }, 'queue run failed'));
-  if (config.flush.interval > 0) timers.push(setInterval(() => void queueRun(), config.flush.interval));
+  if (config.flush.interval > 0) timers.push(setInterval(() => void openWindow('interval'), config.flush.interval));
   for (const g of config.queue.groups) if (g.interval && g.runners > 0) timers.push(setInterval(() => void queueRun(g.name), g.interval));
+  const cronTasks = config.flush.cron.map((expr) => cron.schedule(expr, () => void openWindow(`cron ${expr}`), {
+    timezone: config.flush.timezone, noOverlap: true, name: `flush ${expr}`,
+  } as Parameters<typeof cron.schedule>[2]));
 
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
     ['flush', async (args, emit) => {
       const selection = (args.selection as Selection | undefined) ?? { selectors: [], quarantined: false };
-      const run = runner.run({
-        trigger: { kind: 'flush', names: selection.selectors.length > 0 },
-        selection,
-        dryRun: Boolean(args.dryRun),
-        onEvent: args.verbose ? (e: RunEvent) => emit(e) : undefined,
-      });
-      log.info({ cause: 'operator', selection: selection.selectors }, 'flush');
-      if (!args.wait && !args.dryRun && !args.verbose) {
-        run.catch((err) => log.error({ err: (err as Error).message }, 'flush failed'));
+      log.info({ cause: 'operator', selection: selection.selectors, dryRun: Boolean(args.dryRun) }, 'flush');
+      if (args.dryRun) {
+        // what a window would send, and where, without touching the network
+        return runner.run({ trigger: { kind: 'flush', names: selection.selectors.length > 0 }, selection, dryRun: true, assumeLink: true });
+      }
+      const window = windows.request({ cause: 'operator', selection, onEvent: args.verbose ? (e: RunEvent) => emit(e) : undefined });
+      if (!args.wait && !args.verbose) {
+        window.catch((err) => log.error({ err: (err as Error).message }, 'flush failed'));
         return { started: true };
       }
-      return run;
+      return window;
+    }],
+    ['link', async (args) => {
+      const state = args.state === 'up' ? 'up' : args.state === 'down' ? 'down' : null;
+      if (!state) throw new UsageError('link: say up or down');
+      link.set(state, now(), 'operator', typeof args.iface === 'string' ? args.iface : undefined);
+      return link.current;
+    }],
+    ['etrn', async (args) => {
+      const domains = Array.isArray(args.domains) && args.domains.length ? args.domains.map(String) : config.etrn.domains;
+      const relay = typeof args.relay === 'string' ? args.relay : config.etrn.relay;
+      if (!relay) throw new UsageError('etrn: no relay (set etrn.relay or give --relay HOST[:PORT])');
+      if (!domains.length) throw new UsageError('etrn: no domains (set etrn.domains or name them)');
+      return etrn(relay, domains);
     }],
     ['pickup', async () => ({ picked: [...(await pickup.run()).keys()] })],
     ['mailq', async (args) => select(args.selection as Selection)],
@@ -173,6 +236,10 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       deliveryMode: config.deliveryMode,
       listen: bound,
       queue: await queue.counts(),
+      link: { mode: config.link.mode, ...link.current, since: new Date(link.current.since).toISOString() },
+      window: windows.isOpen ? 'open' : 'closed',
+      nextWindow: cronTasks.map((t) => (t as unknown as { getNextRun?: () => Date | null }).getNextRun?.()).filter(Boolean).sort()[0] ?? null,
+      lastWindow: windows.last,
     })],
   ]);
   // the socket is taken at once (a second daemon must fail early), but commands wait for the queue
@@ -196,7 +263,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     await control.stop().catch(() => undefined);
     throw err;
   }
-  log.info({ listen: bound, spool: config.spool, pid: process.pid }, 'ready');
+  watcher?.start();
+  log.info({ listen: bound, spool: config.spool, pid: process.pid, link: link.current.state }, 'ready');
   // leftovers of writes a crash interrupted: swept in the background (a big queue must not delay the start)
   void queue.recover(startedAt).then(
     (swept) => log.info({ files: swept }, 'leftovers swept'),
@@ -210,6 +278,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     async stop() {
       log.info('stopping: no new connections, finishing sessions in flight');
       for (const t of timers) clearInterval(t);
+      for (const t of cronTasks) t.stop();
+      watcher?.stop();
       for (const f of watched) fs.unwatchFile(f);
       process.off('SIGHUP', onHup);
       await intake.stop();

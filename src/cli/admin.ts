@@ -8,6 +8,8 @@ import { controlRequest } from '../control/client.js';
 import { EX, UsageError } from '../errors.js';
 import { isQueueId } from '../queue/queue-id.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
+import { formatEtrn } from './flush.js';
+import type { EtrnResult } from '../etrn/etrn-client.js';
 
 function queueIds(argv: readonly string[], command: string): string[] {
   rejectUnknownFlags(argv, command);
@@ -75,5 +77,38 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
     `queue:         ${Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ')}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+  return EX.OK;
+}
+
+/** `link up [--iface IF]` / `link down`: what the PPP hooks call. */
+export async function runLink(config: Config, argv: string[]): Promise<number> {
+  const [state, ...rest] = argv;
+  if (state !== 'up' && state !== 'down') throw new UsageError('link: say "link up [--iface IF]" or "link down"');
+  let iface: string | undefined;
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i] === '--iface' && rest[i + 1] !== undefined) iface = rest[++i];
+    else throw new UsageError(`link: unexpected argument ${rest[i]}`);
+  }
+  const r = (await controlRequest(config.spool, 'link', { state, iface })) as { state: string; since: string };
+  process.stdout.write(`link ${r.state}\n`);
+  return EX.OK;
+}
+
+/** `etrn [--relay HOST[:PORT]] DOMAIN...`: 0 when every reply is 2xx, 75 for 4xx or no answer, 69 for 5xx. */
+export async function runEtrn(config: Config, argv: string[]): Promise<number> {
+  let relay: string | undefined;
+  const domains: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--relay') {
+      relay = argv[++i];
+      if (relay === undefined) throw new UsageError('etrn: --relay needs HOST[:PORT]');
+    } else if (argv[i].startsWith('-')) throw new UsageError(`etrn: unknown option ${argv[i]}`);
+    else domains.push(argv[i]);
+  }
+  if (relay && !/^\[/.test(relay)) relay = `[${relay.replace(/:(\d+)$/, '')}]${/:(\d+)$/.exec(relay)?.[0] ?? ''}`;
+  const r = (await controlRequest(config.spool, 'etrn', { relay, domains })) as EtrnResult;
+  process.stdout.write(formatEtrn(r));
+  if (r.error || r.replies.some((x) => x.code >= 400 && x.code < 500)) return EX.TEMPFAIL;
+  if (r.replies.some((x) => x.code >= 500)) return EX.UNAVAILABLE;
   return EX.OK;
 }

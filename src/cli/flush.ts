@@ -10,6 +10,8 @@ import type { Config } from '../config/schema.js';
 import { controlRequest } from '../control/client.js';
 import { EX, UsageError } from '../errors.js';
 import type { RunEvent, RunSummary } from '../scheduler/queue-runner.js';
+import type { WindowRecord } from '../scheduler/windows.js';
+import type { EtrnResult } from '../etrn/etrn-client.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 
 export function formatEvent(e: RunEvent): string {
@@ -29,16 +31,25 @@ export async function runFlush(config: Config, argv: string[]): Promise<number> 
   const wait = f['--wait'] || f['-v'];
   const result = (await controlRequest(config.spool, 'flush', { selection, wait, verbose: f['-v'], dryRun: f['--dry-run'] }, (e) => {
     process.stdout.write(`${formatEvent(e as RunEvent)}\n`);
-  })) as RunSummary | { started: true };
+  })) as RunSummary | WindowRecord | { started: true };
   if ('started' in result) {
     process.stdout.write('flush started\n');
     return EX.OK;
   }
-  if (f['--dry-run']) {
+  if ('plan' in result && f['--dry-run']) {
     for (const p of result.plan ?? []) process.stdout.write(`${p.qid}: to=<${p.to}> via ${p.nexthop}\n`);
-    process.stdout.write(`${result.plan?.length ?? 0} recipients would be attempted\n`);
+    process.stdout.write(`${result.plan?.length ?? 0} recipients would be attempted; ${result.waiting} wait for the link\n`);
     return EX.OK;
   }
-  process.stdout.write(`${result.messages} messages: ${result.delivered} delivered, ${result.deferred} deferred, ${result.failed} failed, ${result.connections} connections\n`);
-  return result.deferred > 0 ? EX.TEMPFAIL : EX.OK;
+  const w = result as WindowRecord;
+  process.stdout.write(`window (${w.cause}): ${w.delivered} delivered, ${w.deferred} deferred, ${w.failed} failed, ${w.waiting} waiting for the link, ${w.connections} connections${w.linkOpen ? '' : ', link down'}\n`);
+  if (w.etrn) process.stdout.write(formatEtrn(w.etrn));
+  return w.deferred > 0 || w.waiting > 0 ? EX.TEMPFAIL : EX.OK;
+}
+
+export function formatEtrn(r: EtrnResult): string {
+  const lines = r.replies.map((x) => `ETRN ${x.domain} to ${r.relay}: ${x.text}`);
+  if (!r.offersEtrn && !r.error) lines.push(`note: ${r.relay} does not offer ETRN in its EHLO reply`);
+  if (r.error) lines.push(`ETRN to ${r.relay} failed: ${r.error}`);
+  return `${lines.join('\n')}\n`;
 }

@@ -9,7 +9,7 @@ import { ConfigError, EX, exitCodeOf, formatProblem, UsageError } from '../error
 import { extractConfig } from './args.js';
 import { runMailq } from './mailq.js';
 import { runSendmail } from './sendmail.js';
-import { runHold, runQuarantine, runRelease, runStatus } from './admin.js';
+import { runEtrn, runHold, runLink, runQuarantine, runRelease, runStatus } from './admin.js';
 import { runFlush } from './flush.js';
 import type { Config } from '../config/schema.js';
 
@@ -20,6 +20,8 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   hold ID... | release ID...
   quarantine -Q REASON (ID... | -qR/-qS/-qI STR)     -Q "" releases
   flush [-qR|-qS|-qI STR] [-qG GROUP] [-v] [--wait] [--dry-run]   run the matching mail now
+  link up [--iface IF] | link down   tell the gateway about the link (PPP hooks)
+  etrn [--relay HOST[:PORT]] DOMAIN...   send ETRN now
   status [--json]
   check-config               validate the configuration and the files it names
 `;
@@ -34,6 +36,8 @@ const COMMANDS: Record<string, Command> = {
   quarantine: runQuarantine,
   status: runStatus,
   flush: runFlush,
+  link: runLink,
+  etrn: runEtrn,
 };
 
 async function checkConfig(file: string): Promise<number> {

@@ -39,6 +39,8 @@ export interface DelivererDeps {
 
 export interface HopOptions {
   connections: number;
+  /** DialDelay: when no host answers at all, wait this long once and try again (link routes in a window). */
+  dialDelay?: number;
   /** Takes one of the global connection slots (queue.maxQueueChildren); returns its release. */
   acquire: () => Promise<() => void>;
   onResult: (job: Job, results: AttemptResult[]) => Promise<void>;
@@ -135,6 +137,22 @@ export class Deliverer {
     }
     let opened = 0;
     let unreachable: SessionError | null = null;
+    let dialWait: Promise<void> | null = null;
+    /** The first network failure of a link route may only mean the line is still dialing (DialDelay). */
+    const open = async (): Promise<SmtpSession> => {
+      try {
+        return await this.open(targets, opts);
+      } catch (err) {
+        const e = err as SessionError;
+        if (!opts.dialDelay || e.code !== 0) throw err;
+        dialWait ??= new Promise<void>((resolve) => {
+          this.deps.log.info({ nexthop: route.nexthop, dialDelay: opts.dialDelay, err: e.reply }, 'no answer on a link route: waiting dialDelay, then once more');
+          setTimeout(resolve, opts.dialDelay);
+        });
+        await dialWait;
+        return this.open(targets, opts);
+      }
+    };
     // jobs taken from the source, waiting for a connection; a few only, so the walk is held back
     const pending: Job[] = [];
     let wake: (() => void) | null = null;
@@ -175,7 +193,7 @@ export class Deliverer {
           }
           if (!session) {
             try {
-              session = await this.open(targets, opts);
+              session = await open();
               opened++;
               this.deps.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: pending.length }, 'connected');
             } catch (err) {

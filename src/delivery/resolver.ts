@@ -30,6 +30,11 @@ const NODATA = new Set(['ENODATA', 'ENOTFOUND']);
 export class NodeDnsResolver implements Resolver {
   private readonly r = new dns.promises.Resolver({ timeout: 10_000, tries: 2 });
 
+  /** `upstream`: dns.upstream (host or host:port); empty: the system's resolv.conf. */
+  constructor(upstream: readonly string[] = []) {
+    if (upstream.length) this.r.setServers([...upstream]);
+  }
+
   async resolveMx(domain: string) {
     try {
       return await this.r.resolveMx(domain);

@@ -21,9 +21,12 @@ export interface AttemptPolicy {
   holdExpensive: boolean;
   /** The link module's answer: may a link route send now? */
   linkAvailable: boolean;
+  /** link.mode permanent: link routes behave like LAN routes. */
+  permanentLink?: boolean;
 }
 
-export function mayAttempt(r: Route, trigger: Trigger, p: AttemptPolicy): boolean {
+export function mayAttempt(route: Route, trigger: Trigger, p: AttemptPolicy): boolean {
+  const r = p.permanentLink ? { ...route, link: false } : route;
   if (r.holdUntilEtrn) return trigger.kind === 'etrn' || (trigger.kind === 'flush' && trigger.names);
   if (r.link && !p.linkAvailable) return false;
   if (trigger.kind !== 'intake') return true;

@@ -45,6 +45,10 @@ export interface RunOptions {
   group?: string;
   dryRun?: boolean;
   onEvent?: (e: RunEvent) => void;
+  /** Inside a flush window: a network failure on a link route waits dialDelay and retries once. */
+  dialDelay?: number;
+  /** Dry run: plan as a window with the link would (`flush --dry-run`). */
+  assumeLink?: boolean;
 }
 
 export interface RunSummary {
@@ -52,6 +56,8 @@ export interface RunSummary {
   delivered: number;
   deferred: number;
   failed: number;
+  /** Recipients of link routes left for a window with the link. */
+  waiting: number;
   connections: number;
   /** Dry run: what would be attempted. */
   plan?: Array<{ qid: string; to: string; nexthop: string }>;
@@ -62,8 +68,10 @@ export interface RunnerDeps {
   deliverer: Deliverer;
   config: () => Config;
   table: () => RouteTable;
-  /** The link module's answer (always yes until it exists). */
-  linkAvailable: () => boolean;
+  /** The link module's answer for this trigger: may link routes send now? */
+  linkAvailable: (trigger: Trigger) => boolean;
+  /** link.mode permanent: link routes are LAN routes. */
+  permanentLink: () => boolean;
   log: Logger;
   now: () => number;
   /** Queues a notice (DSN) about env to its sender. */
@@ -113,7 +121,7 @@ export class QueueRunner {
   }
 
   async run(opts: RunOptions): Promise<RunSummary> {
-    const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
+    const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
     const run: RunState = { opts, summary, hops: new Map(), locked: new Map(), results: new Map() };
     let chunk: Located[] = [];
     const flush = async () => {
@@ -151,7 +159,12 @@ export class QueueRunner {
     const now = this.deps.now();
     const config = this.deps.config();
     const table = this.deps.table();
-    const policy = { deliveryMode: config.deliveryMode as 'interactive' | 'background' | 'queue' | 'deferred', holdExpensive: config.holdExpensive, linkAvailable: this.deps.linkAvailable() };
+    const policy = {
+      deliveryMode: config.deliveryMode as 'interactive' | 'background' | 'queue' | 'deferred',
+      holdExpensive: config.holdExpensive,
+      linkAvailable: (opts.dryRun && opts.assumeLink) || this.deps.linkAvailable(opts.trigger),
+      permanentLink: this.deps.permanentLink(),
+    };
     const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
     locs.sort((a, b) => a.env.priority - b.env.priority);
     for (const loc of locs) {
@@ -167,7 +180,9 @@ export class QueueRunner {
         if (r.state !== 'pending') continue;
         const rt = routeOf(domainOf(r.address), table);
         if (!mayAttempt(rt, opts.trigger, policy)) {
-          opts.onEvent?.({ type: 'skip', qid: candidate.id, to: r.address, reason: rt.holdUntilEtrn ? 'held until ETRN' : 'not now for this route' });
+          const waitsForLink = rt.link && !rt.holdUntilEtrn && !policy.linkAvailable && !policy.permanentLink;
+          if (waitsForLink) summary.waiting++;
+          opts.onEvent?.({ type: 'skip', qid: candidate.id, to: r.address, reason: rt.holdUntilEtrn ? 'held until ETRN' : waitsForLink ? 'waits for the link' : 'not now for this route' });
           continue;
         }
         const entry = byHop.get(rt.nexthop) ?? { route: rt, rcpts: [] };
@@ -205,6 +220,7 @@ export class QueueRunner {
     const onEvent = run.opts.onEvent;
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
       connections: DESTINATION_CONNECTIONS,
+      dialDelay: rt.link ? run.opts.dialDelay ?? 0 : 0,
       acquire: () => this.slots.acquire(),
       onResult: (job, res) => this.onResult(run, job, res),
       onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,

@@ -24,6 +24,7 @@ test('SIGKILL during delivery loses nothing and marks nothing delivered that was
     smtp: { listen: [`127.0.0.1:${daemon.port}`] },
     routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${sink.port}`, link: true }],
     queue: { minQueueAge: '0s' },
+    link: { mode: 'demand' },
   });
   await daemon.stop();
   daemon = await startDaemon(config);

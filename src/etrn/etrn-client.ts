@@ -1,0 +1,81 @@
+/**
+ * etrn/etrn-client.ts — the ETRN client (RFC 1985, SPEC §7): connect to the
+ * ISP relay, EHLO, `ETRN DOMAIN` (or `@DOMAIN`) for each domain, report each
+ * reply, QUIT. A relay that does not offer ETRN is still asked (many answer
+ * anyway) and the missing keyword is reported. Errors are reported, never
+ * retried in a loop. A short plain-socket dialogue: nodemailer has no
+ * public raw-command API.
+ */
+import net from 'node:net';
+
+export interface EtrnReply {
+  domain: string;
+  code: number;
+  text: string;
+}
+
+export interface EtrnResult {
+  relay: string;
+  offersEtrn: boolean;
+  replies: EtrnReply[];
+  error?: string;
+}
+
+export async function sendEtrn(target: { ip: string; port: number; name: string }, domains: readonly string[], hostname: string, timeoutMs = 60_000): Promise<EtrnResult> {
+  const relay = `${target.name} [${target.ip}]:${target.port}`;
+  const sock = net.connect({ host: target.ip, port: target.port });
+  sock.setTimeout(timeoutMs);
+  let buf = '';
+  const waiters: Array<(r: { code: number; text: string } | Error) => void> = [];
+  const pump = () => {
+    for (;;) {
+      const m = /^(?:\d{3}-[^\n]*\n)*(\d{3})(?: [^\n]*)?\r?\n/.exec(buf);
+      if (!m || !waiters.length) return;
+      buf = buf.slice(m[0].length);
+      waiters.shift()!({ code: Number(m[1]), text: m[0].trim() });
+    }
+  };
+  const fail = (err: Error) => {
+    for (const w of waiters.splice(0)) w(err);
+  };
+  sock.on('data', (d) => {
+    buf += d.toString('latin1');
+    pump();
+  });
+  sock.on('error', fail);
+  sock.on('timeout', () => {
+    fail(new Error('timeout waiting for the relay'));
+    sock.destroy();
+  });
+  sock.on('close', () => fail(new Error('connection closed by the relay')));
+  const reply = () => new Promise<{ code: number; text: string }>((resolve, reject) => {
+    waiters.push((r) => (r instanceof Error ? reject(r) : resolve(r)));
+    pump();
+  });
+  const cmd = (line: string) => {
+    sock.write(`${line}\r\n`);
+    return reply();
+  };
+  const result: EtrnResult = { relay, offersEtrn: false, replies: [] };
+  try {
+    const greeting = await reply();
+    if (greeting.code !== 220) throw new Error(`greeting: ${greeting.text}`);
+    const ehlo = await cmd(`EHLO ${hostname}`);
+    if (ehlo.code !== 250) {
+      const helo = await cmd(`HELO ${hostname}`);
+      if (helo.code !== 250) throw new Error(`HELO refused: ${helo.text}`);
+    }
+    result.offersEtrn = /^250[ -]ETRN\b/im.test(ehlo.text);
+    for (const domain of domains) {
+      const r = await cmd(`ETRN ${domain}`);
+      result.replies.push({ domain, code: r.code, text: r.text.replace(/\r?\n/g, ' ') });
+    }
+    sock.write('QUIT\r\n');
+  } catch (err) {
+    result.error = (err as Error).message;
+  } finally {
+    sock.end();
+    setTimeout(() => sock.destroy(), 1000).unref();
+  }
+  return result;
+}

@@ -1,0 +1,194 @@
+/**
+ * scheduler/windows.ts — flush windows (SPEC §4, §5): one intended link
+ * session each. A window gets its link as link.mode says (managed: use an up
+ * link, or run link.dial and wait up to link.dialTimeout; demand: the first
+ * packet dials, and a window with nothing to send is not opened; permanent:
+ * always), delivers every due link-route message, sends ETRN for
+ * etrn.domains to etrn.relay, closes and hangs up if it dialed. Triggers that
+ * come while a window is open join it (one more delivery pass) instead of
+ * opening a second one. Owns the answer to "may a link route send now?".
+ *
+ * Every window logs one journal line: cause, start, end, link-seconds,
+ * delivered / deferred / waiting, and the ETRN result.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { LinkState } from '../link/link-state.js';
+import type { Selection } from '../queue/select.js';
+import type { Trigger } from '../routing/may-attempt.js';
+import type { EtrnResult } from '../etrn/etrn-client.js';
+import type { QueueRunner, RunEvent, RunSummary } from './queue-runner.js';
+
+export interface WindowRequest {
+  cause: string;
+  selection?: Selection;
+  onEvent?: (e: RunEvent) => void;
+}
+
+export interface WindowRecord {
+  cause: string;
+  start: string;
+  end: string;
+  linkSeconds: number;
+  linkOpen: boolean;
+  dialed: boolean;
+  delivered: number;
+  deferred: number;
+  failed: number;
+  waiting: number;
+  connections: number;
+  etrn: EtrnResult | null;
+}
+
+export interface WindowDeps {
+  runner: QueueRunner;
+  config: () => Config;
+  link: LinkState;
+  log: Logger;
+  now: () => number;
+  /** Sends ETRN for etrn.domains to etrn.relay; null when none is configured. */
+  etrn: () => Promise<EtrnResult | null>;
+  dial: () => Promise<number | null>;
+  hangup: () => Promise<number | null>;
+}
+
+interface OpenWindow {
+  passes: WindowRequest[];
+  done: Promise<WindowRecord>;
+}
+
+/** Pure: may a link route send now? */
+export function linkOpen(mode: Config['link']['mode'], state: string, inWindow: boolean, windowLink: boolean): boolean {
+  if (mode === 'permanent') return true;
+  return inWindow && windowLink && (mode === 'demand' || state === 'up');
+}
+
+export class Windows {
+  private open: OpenWindow | null = null;
+  /** The window's own verdict on the link (managed: up or dialed up in time; demand: yes). */
+  private windowLink = false;
+  last: WindowRecord | null = null;
+
+  constructor(private readonly deps: WindowDeps) {}
+
+  get isOpen(): boolean {
+    return this.open !== null;
+  }
+
+  /** The runner's question for a trigger (SPEC §3, §5). */
+  mayUseLink(trigger: Trigger): boolean {
+    const c = this.deps.config();
+    const state = this.deps.link.current.state;
+    if (trigger.kind === 'intake') {
+      // background and interactive send link routes at intake when the line is up anyway
+      return c.link.mode === 'permanent' || ((c.deliveryMode === 'background' || c.deliveryMode === 'interactive') && state === 'up');
+    }
+    return linkOpen(c.link.mode, state, this.open !== null, this.windowLink);
+  }
+
+  /** Opens a window, or joins the open one; resolves when the window closes. */
+  request(req: WindowRequest): Promise<WindowRecord> {
+    if (this.open) {
+      this.open.passes.push(req);
+      this.deps.log.info({ cause: req.cause }, 'window: trigger joins the open window');
+      return this.open.done;
+    }
+    const w: OpenWindow = { passes: [req], done: Promise.resolve(null as unknown as WindowRecord) };
+    this.open = w;
+    w.done = this.run(w).finally(() => {
+      this.open = null;
+      this.windowLink = false;
+    });
+    return w.done;
+  }
+
+  private async waitForUp(ms: number): Promise<boolean> {
+    if (this.deps.link.current.state === 'up') return true;
+    return new Promise((resolve) => {
+      const off = this.deps.link.onChange((now) => {
+        if (now.state === 'up') {
+          clearTimeout(t);
+          off();
+          resolve(true);
+        }
+      });
+      const t = setTimeout(() => {
+        off();
+        resolve(this.deps.link.current.state === 'up');
+      }, ms);
+    });
+  }
+
+  private async run(w: OpenWindow): Promise<WindowRecord> {
+    const c = this.deps.config();
+    const startMs = this.deps.now();
+    const cause = w.passes[0].cause;
+    let dialed = false;
+    if (c.link.mode === 'demand' && !(c.etrn.relay && c.etrn.domains.length)) {
+      // in demand mode the window's first packet dials the line: no window for nothing
+      const plan = await this.deps.runner.run({ trigger: { kind: 'run' }, dryRun: true, assumeLink: true });
+      if (!plan.plan?.length && w.passes.every((p) => !p.selection)) {
+        this.deps.log.info({ cause }, 'window not opened: nothing to send (demand mode)');
+        const none: WindowRecord = { cause, start: new Date(startMs).toISOString(), end: new Date(startMs).toISOString(), linkSeconds: 0, linkOpen: false, dialed: false, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, etrn: null };
+        return none;
+      }
+    }
+    if (c.link.mode === 'permanent' || c.link.mode === 'demand') this.windowLink = true;
+    else if (this.deps.link.current.state === 'up') this.windowLink = true;
+    else if (c.link.dial) {
+      dialed = true;
+      this.deps.link.set('dialing', this.deps.now(), 'window dial');
+      await this.deps.dial();
+      this.windowLink = await this.waitForUp(c.link.dialTimeout);
+      if (!this.windowLink) {
+        this.deps.link.set('down', this.deps.now(), 'dial timeout');
+        this.deps.log.warn({ cause, dialTimeout: c.link.dialTimeout }, 'window: the link did not come up in time');
+      }
+    }
+    const total: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0 };
+    let firstWan: number | null = null;
+    let lastWan: number | null = null;
+    for (let pass = w.passes.shift(); pass; pass = w.passes.shift()) {
+      const trigger: Trigger = pass.cause === 'operator'
+        ? { kind: 'flush', names: (pass.selection?.selectors.length ?? 0) > 0 }
+        : { kind: 'run' };
+      const t0 = this.deps.now();
+      const s = await this.deps.runner.run({ trigger, selection: pass.selection, onEvent: pass.onEvent, dialDelay: c.dialDelay });
+      if (s.connections > 0 && this.windowLink) {
+        firstWan ??= t0;
+        lastWan = this.deps.now();
+      }
+      for (const k of ['messages', 'delivered', 'deferred', 'failed', 'connections'] as const) total[k] += s[k];
+      total.waiting = s.waiting;
+    }
+    let etrn: EtrnResult | null = null;
+    if (this.windowLink) {
+      const t0 = this.deps.now();
+      etrn = await this.deps.etrn();
+      if (etrn) {
+        firstWan ??= t0;
+        lastWan = this.deps.now();
+      }
+    } else if (total.waiting) {
+      this.deps.log.info({ cause, messages: total.waiting }, `window: link down, ${total.waiting} messages wait for the link`);
+    }
+    if (dialed && this.windowLink && c.link.hangup) await this.deps.hangup();
+    const record: WindowRecord = {
+      cause,
+      start: new Date(startMs).toISOString(),
+      end: new Date(this.deps.now()).toISOString(),
+      linkSeconds: firstWan !== null && lastWan !== null ? (lastWan - firstWan) / 1000 : 0,
+      linkOpen: this.windowLink,
+      dialed,
+      delivered: total.delivered,
+      deferred: total.deferred,
+      failed: total.failed,
+      waiting: total.waiting,
+      connections: total.connections,
+      etrn,
+    };
+    this.last = record;
+    this.deps.log.info({ ...record, etrn: etrn && { relay: etrn.relay, replies: etrn.replies, error: etrn.error } }, 'window');
+    return record;
+  }
+}
