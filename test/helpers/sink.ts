@@ -25,6 +25,10 @@ export interface SinkOptions {
   tls?: boolean;
   /** Require AUTH (user/pass) before MAIL; without TLS, AUTH is offered in plaintext. */
   auth?: { user: string; pass: string };
+  /** Listen address (default 127.0.0.1; 127.0.0.2 plays the WAN). */
+  host?: string;
+  /** Refuse the first N connections (closed at once), as a line still dialing would. */
+  refuseFirst?: number;
 }
 
 export interface Sink {
@@ -33,6 +37,7 @@ export interface Sink {
   connections: number;
   authAttempts: number;
   maxConcurrent: number;
+  refused?: number;
   waitMessages(n: number, ms?: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -103,9 +108,18 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
       });
     },
   });
+  // "refused": the TCP connection is dropped before any greeting (a network error, not a reply)
+  let refused = 0;
+  server.server.prependListener('connection', (sock: net.Socket) => {
+    if (o.refuseFirst && refused < o.refuseFirst) {
+      refused++;
+      sink.refused = refused;
+      sock.destroy();
+    }
+  });
   // a client killed mid-session (the crash tests) resets its connection: not an error of the sink
   server.on('error', () => undefined);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(0, o.host ?? '127.0.0.1', () => resolve()));
   sink.port = (server.server.address() as net.AddressInfo).port;
   sink.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
   return sink;

@@ -1,0 +1,82 @@
+/**
+ * test/helpers/wan.ts — a fake WAN on loopback for the link tests: a
+ * counting DNS server (dns2, UDP and TCP) with a tiny zone, and a scripted
+ * ETRN relay (plain SMTP dialogue) that counts connections and records the
+ * ETRN commands it got.
+ */
+import net from 'node:net';
+import dns2 from 'dns2';
+
+const { Packet } = dns2;
+
+export interface CountingDns {
+  port: number;
+  queries: string[];
+  close(): Promise<void>;
+}
+
+/** Answers MX and A from `zone` (name → {mx?: [pref, host][], a?: ip[]}); NXDOMAIN otherwise. */
+export async function startDns(host: string, zone: Record<string, { mx?: Array<[number, string]>; a?: string[] }>): Promise<CountingDns> {
+  const queries: string[] = [];
+  const server = dns2.createServer({
+    udp: true,
+    tcp: true,
+    handle: (request: any, send: (r: any) => void) => {
+      const response = Packet.createResponseFromRequest(request);
+      const [q] = request.questions;
+      queries.push(`${q.type === Packet.TYPE.MX ? 'MX' : q.type === Packet.TYPE.A ? 'A' : q.type} ${q.name}`);
+      const entry = zone[q.name.toLowerCase()];
+      if (!entry) response.header.rcode = 3;
+      else if (q.type === Packet.TYPE.MX) for (const [priority, exchange] of entry.mx ?? []) response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 300, priority, exchange });
+      else if (q.type === Packet.TYPE.A) for (const address of entry.a ?? []) response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 300, address });
+      send(response);
+    },
+  } as any);
+  const port = await new Promise<number>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.listen(0, host, () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+    probe.on('error', reject);
+  });
+  await server.listen({ udp: { port, address: host, type: 'udp4' }, tcp: { port, address: host } } as any);
+  return { port, queries, close: () => server.close() as unknown as Promise<void> };
+}
+
+export interface EtrnRelay {
+  port: number;
+  connections: number;
+  etrn: string[];
+  close(): Promise<void>;
+}
+
+/** An SMTP server that offers ETRN; `reply(arg)` scripts each ETRN reply (default 250). */
+export async function startEtrnRelay(host: string, reply: (arg: string) => string = () => '250 OK, queuing started'): Promise<EtrnRelay> {
+  const relay: EtrnRelay = { port: 0, connections: 0, etrn: [], close: async () => undefined };
+  const server = net.createServer((sock) => {
+    relay.connections++;
+    sock.on('error', () => undefined);
+    sock.write('220 relay.test ESMTP\r\n');
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\r\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 2);
+        const [verb, ...args] = line.split(' ');
+        switch (verb.toUpperCase()) {
+          case 'EHLO': sock.write('250-relay.test\r\n250-ETRN\r\n250 PIPELINING\r\n'); break;
+          case 'ETRN': relay.etrn.push(args.join(' ')); sock.write(`${reply(args.join(' '))}\r\n`); break;
+          case 'QUIT': sock.end('221 bye\r\n'); break;
+          default: sock.write('500 unknown\r\n');
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  relay.port = (server.address() as net.AddressInfo).port;
+  relay.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return relay;
+}
