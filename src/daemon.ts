@@ -42,6 +42,9 @@ import { parseHosts } from './routing/route.js';
 import cron from 'node-cron';
 import { createDaemonLogger } from './observability/logger.js';
 
+/** How long a stop waits for deliveries in flight (ms). */
+const STOP_GRACE = 30_000;
+
 export interface DaemonHandle {
   log: Logger;
   stop(): Promise<void>;
@@ -90,9 +93,13 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   /** Queues a notice (RFC 3464 DSN) to the sender of env, and sends it as intake would. */
   const notify = async (env: Envelope, notices: Notice[], kind: 'failure' | 'delay') => {
     const id = newId();
+    const next = nextWindow();
     const body = await composeDsn({
       hostname: config.hostname, now: now(), env, notices, kind, original: await queue.readBody(env.id), messageId: id,
-      willRetryUntil: Date.parse(env.arrivalTime) + config.queue.queueReturn,
+      willRetryUntil: Date.parse(env.firstAttempt ?? env.arrivalTime) + config.queue.queueReturn,
+      nextTry: kind === 'delay' && next
+        ? `waiting for the next scheduled connection at ${new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', timeZone: config.flush.timezone }).format(next)}`
+        : undefined,
     });
     const writer = await queue.begin(id);
     await writer.write(body);
@@ -184,6 +191,12 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     .catch((err) => log.error({ err: (err as Error).message, group }, 'queue run failed'));
   if (config.flush.interval > 0) timers.push(setInterval(() => void openWindow('interval'), config.flush.interval));
   for (const g of config.queue.groups) if (g.interval && g.runners > 0) timers.push(setInterval(() => void queueRun(g.name), g.interval));
+  /** The next scheduled window (cron or interval), if any. */
+  const nextWindow = (): Date | null => {
+    const runs = cronTasks.map((t) => (t as unknown as { getNextRun?: () => Date | null }).getNextRun?.() ?? null).filter((d): d is Date => d !== null);
+    if (config.flush.interval > 0) runs.push(new Date(now() + config.flush.interval));
+    return runs.sort((a, b) => a.getTime() - b.getTime())[0] ?? null;
+  };
   const cronTasks = config.flush.cron.map((expr) => cron.schedule(expr, () => void openWindow(`cron ${expr}`), {
     timezone: config.flush.timezone, noOverlap: true, name: `flush ${expr}`,
   } as Parameters<typeof cron.schedule>[2]));
@@ -238,7 +251,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       queue: await queue.counts(),
       link: { mode: config.link.mode, ...link.current, since: new Date(link.current.since).toISOString() },
       window: windows.isOpen ? 'open' : 'closed',
-      nextWindow: cronTasks.map((t) => (t as unknown as { getNextRun?: () => Date | null }).getNextRun?.()).filter(Boolean).sort()[0] ?? null,
+      nextWindow: nextWindow()?.toISOString() ?? null,
       lastWindow: windows.last,
     })],
   ]);
@@ -283,6 +296,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       for (const f of watched) fs.unwatchFile(f);
       process.off('SIGHUP', onHup);
       await intake.stop();
+      // deliveries in flight finish and are written down (bounded: a hung next hop times out)
+      await Promise.race([runner.idle(), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
       await control.stop();
       await queue.close();
       await journal.close();

@@ -138,6 +138,8 @@ export class Deliverer {
     let opened = 0;
     let unreachable: SessionError | null = null;
     let dialWait: Promise<void> | null = null;
+    /** Sessions open right now on this hop. */
+    let alive = 0;
     /** The first network failure of a link route may only mean the line is still dialing (DialDelay). */
     const open = async (): Promise<SmtpSession> => {
       try {
@@ -195,17 +197,27 @@ export class Deliverer {
             try {
               session = await open();
               opened++;
+              alive++;
               this.deps.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: pending.length }, 'connected');
             } catch (err) {
+              if (alive > 0) {
+                // other connections to this hop work (the host may limit connections):
+                // hand the job back and let them carry it
+                pending.unshift(job);
+                signal();
+                break;
+              }
               unreachable = err as SessionError;
               await this.failUnreachable(job, unreachable, fail);
               continue;
             }
           }
           const r = await this.sendJob(session, job, opts);
-          if (r.broken) {
+          if (r.broken || session.broken) {
+            if (!r.broken) session.close();
             this.deps.log.debug({ nexthop: route.nexthop, err: r.results[0]?.text }, 'connection lost');
             session = null;
+            alive--;
           }
           // the next message goes out while this one's results are written down
           const rec: Promise<void> = opts.onResult(job, r.results)
@@ -214,6 +226,7 @@ export class Deliverer {
           recording.add(rec);
         }
       } finally {
+        if (session) alive--;
         session?.quit();
         release();
       }

@@ -72,6 +72,11 @@ export class NodeDnsResolver implements Resolver {
 export async function expandHosts(hosts: readonly HostSpec[], resolver: Resolver): Promise<Target[]> {
   const out: Target[] = [];
   let firstErr: unknown = null;
+  let tempErr: unknown = null;
+  const note = (err: unknown) => {
+    firstErr ??= err;
+    if (!(err instanceof MailError) || err.isTemporary) tempErr ??= err;
+  };
   for (const h of hosts) {
     try {
       if (net.isIP(h.host)) {
@@ -91,14 +96,15 @@ export async function expandHosts(hosts: readonly HostSpec[], resolver: Resolver
         try {
           for (const ip of await resolver.resolveAddresses(name)) out.push({ name, ip, port: h.port });
         } catch (err) {
-          firstErr ??= err;
+          note(err);
         }
       }
     } catch (err) {
-      firstErr ??= err;
       if (err instanceof MailError && err.enhanced === '5.1.10') throw err;
+      note(err);
     }
   }
-  if (!out.length) throw firstErr ?? new MailError(451, '4.4.4', 'No host to deliver to');
+  // one temporary failure among the lookups means "try again later", not "no such host"
+  if (!out.length) throw tempErr ?? firstErr ?? new MailError(451, '4.4.4', 'No host to deliver to');
   return out;
 }

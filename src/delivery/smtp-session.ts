@@ -37,7 +37,14 @@ export class SessionError extends Error {
   }
 }
 
-type Conn = InstanceType<typeof SMTPConnection> & { secure: boolean; _supportedAuth?: string[] };
+type Conn = InstanceType<typeof SMTPConnection> & {
+  secure: boolean;
+  _supportedAuth?: string[];
+  _envelope?: { accepted?: string[]; rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }> };
+};
+
+/** How long an RSET after a failed transaction may take before the connection counts as broken. */
+const RESET_TIMEOUT = 30_000;
 
 /** A reply line without its basic code: `550 5.1.1 No such user` → `5.1.1 No such user`. */
 const replyText = (response: string | undefined) => (response ?? '').replace(/^\d{3}[ -]/, '').trim();
@@ -49,6 +56,9 @@ function asSessionError(err: unknown, stage: SessionError['stage']): SessionErro
 }
 
 export class SmtpSession {
+  /** The connection cannot carry another message (closed, or a failed RSET). */
+  broken = false;
+
   private constructor(private readonly conn: Conn, readonly target: Target, readonly secure: boolean, readonly authenticated: boolean) {}
 
   static open(target: Target, opts: { hostname: string; timeouts: Timeouts; authinfo?: AuthinfoEntry; onEvent?: (e: SessionEvent) => void }): Promise<SmtpSession> {
@@ -77,17 +87,22 @@ export class SmtpSession {
         reject(asSessionError(err, stage));
       };
       conn.once('error', (err) => fail(err, 'connect'));
-      conn.connect(() => {
+      conn.connect((err?: Error) => {
+        // a host that closes before its greeting reports here, not as an 'error' event
+        if (err) return fail(err, 'greeting');
         const a = opts.authinfo;
+        if (a && !conn.secure && !a.allowPlaintext) {
+          // we hold credentials for this host but cannot send them safely: without them the
+          // host would likely refuse to relay and bounce the mail, so try the next host or wait
+          opts.onEvent?.({ dir: 'note', line: 'credentials withheld: the connection is not encrypted' });
+          return fail(Object.assign(new Error('4.7.0 Credentials withheld: the connection is not encrypted (no STARTTLS)'), {
+            responseCode: 454, response: '454 4.7.0 Credentials withheld: the connection is not encrypted (no STARTTLS)',
+          }), 'auth');
+        }
         const offersAuth = (conn._supportedAuth ?? []).length > 0;
         if (!a || !offersAuth) {
           done = true;
           return resolve(new SmtpSession(conn, target, conn.secure, false));
-        }
-        if (!conn.secure && !a.allowPlaintext) {
-          opts.onEvent?.({ dir: 'note', line: 'credentials withheld: the connection is not encrypted' });
-          done = true;
-          return resolve(new SmtpSession(conn, target, false, false));
         }
         const method = a.mechanisms.find((m) => (conn._supportedAuth ?? []).includes(m));
         conn.login({ user: a.user ?? a.authzid ?? '', pass: a.password ?? '', method } as Parameters<Conn['login']>[0], (err) => {
@@ -113,12 +128,14 @@ export class SmtpSession {
             const e = err as Error & { code?: string; responseCode?: number; response?: string; rejectedErrors?: Array<{ recipient: string; responseCode: number; response: string }> };
             // the server refused the transaction (MAIL, every RCPT, or DATA): a reply for each recipient
             if (e.responseCode || e.code === 'EENVELOPE' || e.code === 'EMESSAGE') {
-              const byRcpt = new Map((e.rejectedErrors ?? []).map((r) => [r.recipient, r]));
+              // a recipient refused at RCPT keeps that reply; the others get the MAIL or DATA reply
+              const rcptRejects = e.rejectedErrors ?? this.conn._envelope?.rejectedErrors ?? [];
+              const byRcpt = new Map(rcptRejects.map((r) => [r.recipient, r]));
               const results = envelope.to.map((address) => {
                 const r = byRcpt.get(address);
                 return { address, code: r?.responseCode ?? e.responseCode ?? 451, text: replyText(r?.response ?? e.response ?? e.message) };
               });
-              this.conn.reset(() => resolve(results));
+              this.resetAfterFailure().then(() => resolve(results));
               return;
             }
             reject(asSessionError(err, 'transaction'));
@@ -134,6 +151,34 @@ export class SmtpSession {
           resolve(results);
         },
       );
+    });
+  }
+
+  /**
+   * RSET after a failed transaction. Always resolves: a server that answers
+   * 421 and hangs up, or never answers, leaves the session marked broken.
+   */
+  private resetAfterFailure(): Promise<void> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (broken: boolean) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.conn.removeListener('end', onEnd);
+        this.conn.removeListener('error', onEnd);
+        if (broken) this.broken = true;
+        resolve();
+      };
+      const onEnd = () => finish(true);
+      const timer = setTimeout(() => finish(true), RESET_TIMEOUT);
+      this.conn.once('end', onEnd);
+      this.conn.once('error', onEnd);
+      try {
+        this.conn.reset((err) => finish(Boolean(err)));
+      } catch {
+        finish(true);
+      }
     });
   }
 

@@ -43,6 +43,12 @@ export interface Envelope {
   client: { via: 'smtp' | 'sendmail' | 'dsn'; ip?: string; helo?: string; user?: string };
   /** A delay warning (queueWarn) has been sent. */
   warned?: boolean;
+  /**
+   * When the message was first attempted: queueWarn and queueReturn count
+   * from here, so mail waiting for a link that was down all weekend is not
+   * warned about or bounced on Monday (SPEC §10).
+   */
+  firstAttempt?: string;
   hold?: { reason: string; since: string };
   quarantine?: { reason: string; since: string };
 }

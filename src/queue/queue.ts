@@ -589,8 +589,13 @@ export class Queue {
   /** Rewrites a queued envelope (delivery results, next attempt); the caller holds the lock. */
   async update(env: Envelope): Promise<void> {
     await this.settle(env.id);
+    const place: Place = { state: 'queued', group: env.group };
+    // never bring back a message that was removed or moved meanwhile
+    if (!(await this.store.readEnvelope(env.id, place).then(() => true, () => false))) {
+      throw new IllegalTransitionError(`Cannot update message ${env.id}: it is no longer queued`);
+    }
     this.changed(env.id);
-    await this.store.putEnvelope({ state: 'queued', group: env.group }, env.id, encodeEnvelope(env));
+    await this.store.putEnvelope(place, env.id, encodeEnvelope(env));
   }
 
   /** Removes a message none of whose recipients is pending any more. */
@@ -607,7 +612,7 @@ export class Queue {
     this.journaledIn.delete(env.id);
     this.changed(env.id);
     await this.store.remove(env.id, { state: 'queued', group: env.group });
-    this.changes.delete(env.id);
+    // the count is kept: a run that read this message earlier must see that it changed
   }
 
   /**

@@ -64,14 +64,17 @@ export function applyResults(env: Envelope, results: readonly AttemptResult[], c
     return { ...r, state: outcome === 'deferred' ? 'pending' : outcome, lastReply: reply, updated: stamp };
   });
   const attempts = env.attempts + 1;
+  const firstAttempt = env.firstAttempt ?? stamp;
   let next: Envelope = {
     ...env,
+    firstAttempt,
     recipients,
     attempts,
     priority: priority({ size: env.size, recipients: recipients.length, class: env.class, attempts }),
     nextAttempt: deferredAny ? new Date(c.now + retryDelay(attempts, c.minQueueAge)).toISOString() : env.nextAttempt,
   };
-  const age = c.now - Date.parse(env.arrivalTime);
+  // the clocks run from the first attempt: for link routes, the first window that had the link
+  const age = c.now - Date.parse(firstAttempt);
   const delayed: Notice[] = [];
   if (deferredAny && age >= c.queueReturn) {
     // too old: what is still pending fails now (RFC 3463 4.4.7, as sendmail reports it)

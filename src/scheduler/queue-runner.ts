@@ -120,7 +120,21 @@ export class QueueRunner {
     return this.deps.config().queue.groups.find((g) => g.name === name)?.runners ?? 1;
   }
 
-  async run(opts: RunOptions): Promise<RunSummary> {
+  private readonly active = new Set<Promise<RunSummary>>();
+
+  /** Resolves when no run is going on (for a clean stop). */
+  async idle(): Promise<void> {
+    while (this.active.size) await Promise.allSettled([...this.active]);
+  }
+
+  run(opts: RunOptions): Promise<RunSummary> {
+    const p = this.runOnce(opts);
+    this.active.add(p);
+    void p.finally(() => this.active.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async runOnce(opts: RunOptions): Promise<RunSummary> {
     const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
     const run: RunState = { opts, summary, hops: new Map(), locked: new Map(), results: new Map() };
     let chunk: Located[] = [];
@@ -172,7 +186,8 @@ export class QueueRunner {
       if (opts.group && candidate.group !== opts.group) continue;
       if (this.groupRunners(candidate.group) === 0) continue;
       if (opts.selection && !matches(opts.selection, candidate)) continue;
-      if (!explicit && opts.trigger.kind !== 'intake' && !isDue(candidate.nextAttempt, now)) continue;
+      // fresh intake goes at once; everything else waits for its retry time unless asked for explicitly
+      if (!explicit && !opts.ids && !isDue(candidate.nextAttempt, now)) continue;
       const limit = config.queue.groups.find((g) => g.name === candidate.group)?.jobs;
       if (limit !== undefined && (run.jobsPerGroup?.get(candidate.group) ?? 0) >= limit) continue;
       const byHop = new Map<string, { route: Route; rcpts: Envelope['recipients'] }>();
@@ -196,8 +211,14 @@ export class QueueRunner {
       }
       // the lock keeps admin commands and other runs out while the message is being delivered
       const release = await this.deps.queue.lock(candidate.id);
-      // changed since it was read (another run, an admin command): read it again
-      const fresh = this.deps.queue.version(candidate.id) === loc.version ? loc : await this.deps.queue.reread(loc);
+      let fresh: Located | null;
+      try {
+        // changed since it was read (another run, an admin command): read it again
+        fresh = this.deps.queue.version(candidate.id) === loc.version ? loc : await this.deps.queue.reread(loc);
+      } catch (err) {
+        this.deps.log.error({ qid: candidate.id, err: (err as Error).message }, 'cannot read message for delivery');
+        fresh = null;
+      }
       if (!fresh || fresh.place.state !== 'queued' || fresh.env.attempts !== candidate.attempts) {
         release();
         continue;

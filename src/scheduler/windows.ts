@@ -57,6 +57,11 @@ interface OpenWindow {
   done: Promise<WindowRecord>;
 }
 
+/** An operator's flush tries matching mail whatever its retry time; other windows only what is due. */
+function triggerOf(pass: WindowRequest): Trigger {
+  return pass.cause === 'operator' ? { kind: 'flush', names: (pass.selection?.selectors.length ?? 0) > 0 } : { kind: 'run' };
+}
+
 /** Pure: may a link route send now? */
 export function linkOpen(mode: Config['link']['mode'], state: string, inWindow: boolean, windowLink: boolean): boolean {
   if (mode === 'permanent') return true;
@@ -126,8 +131,8 @@ export class Windows {
     let dialed = false;
     if (c.link.mode === 'demand' && !(c.etrn.relay && c.etrn.domains.length)) {
       // in demand mode the window's first packet dials the line: no window for nothing
-      const plan = await this.deps.runner.run({ trigger: { kind: 'run' }, dryRun: true, assumeLink: true });
-      if (!plan.plan?.length && w.passes.every((p) => !p.selection)) {
+      const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true });
+      if (!plan.plan?.length && w.passes.every((p) => !p.selection?.selectors.length)) {
         this.deps.log.info({ cause }, 'window not opened: nothing to send (demand mode)');
         const none: WindowRecord = { cause, start: new Date(startMs).toISOString(), end: new Date(startMs).toISOString(), linkSeconds: 0, linkOpen: false, dialed: false, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, etrn: null };
         return none;
@@ -149,9 +154,7 @@ export class Windows {
     let firstWan: number | null = null;
     let lastWan: number | null = null;
     for (let pass = w.passes.shift(); pass; pass = w.passes.shift()) {
-      const trigger: Trigger = pass.cause === 'operator'
-        ? { kind: 'flush', names: (pass.selection?.selectors.length ?? 0) > 0 }
-        : { kind: 'run' };
+      const trigger = triggerOf(pass);
       const t0 = this.deps.now();
       const s = await this.deps.runner.run({ trigger, selection: pass.selection, onEvent: pass.onEvent, dialDelay: c.dialDelay });
       if (s.connections > 0 && this.windowLink) {

@@ -132,11 +132,13 @@ test('a temporary failure makes flush --wait exit 75; queueWarn sends one delay 
     queue: { queueWarn: '0s', queueReturn: '5d' },
   }, async (d, config) => {
     await sendMail(d.port, 'alice@office.example', ['x@busy.example'], MSG('slow'));
-    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 75);
+    const first = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(first.code, 75, first.stdout + first.stderr);
     await bounceBox.waitMessages(1);
     assert.match(bounceBox.messages[0].body, /Action: delayed/);
     assert.match(bounceBox.messages[0].body, /Will-Retry-Until: /);
-    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 75);
+    const second = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(second.code, 75, second.stdout + second.stderr);
     const q = await queueJson(config);
     assert.equal(q.messages[0].attempts, 2);
     assert.equal(q.messages[0].warned, true);

@@ -46,7 +46,8 @@ test('applyResults(): per-recipient states, notices as NOTIFY asks, next attempt
 
 test('applyResults(): one warning after queueWarn, a bounce after queueReturn', () => {
   const late = T0 + 5 * 3_600_000;
-  const w = applyResults(env(), [{ address: 'a@x.example', code: 451, text: '4.3.0 later' }], clocks(late));
+  // first attempted on arrival (a LAN route, or a window that was open)
+  const w = applyResults(env({ firstAttempt: new Date(T0).toISOString() }), [{ address: 'a@x.example', code: 451, text: '4.3.0 later' }], clocks(late));
   assert.deepEqual(w.delayed.map((n) => n.action), ['delayed']);
   assert.equal(w.env.warned, true);
   const again = applyResults(w.env, [{ address: 'a@x.example', code: 451, text: '4.3.0 later' }], clocks(late + 1));
@@ -54,4 +55,18 @@ test('applyResults(): one warning after queueWarn, a bounce after queueReturn', 
   const gone = applyResults(w.env, [{ address: 'a@x.example', code: 451, text: '4.3.0 later' }], clocks(T0 + 6 * 86_400_000));
   assert.deepEqual(gone.failed.map((n) => [n.address, n.status]), [['a@x.example', '4.4.7'], ['b@x.example', '4.4.7']]);
   assert.equal(gone.done, true, 'the whole message gives up; c (NOTIFY=NEVER) silently');
+});
+
+test('applyResults(): clocks run from the first attempt, so a long link outage does not bounce', () => {
+  // arrived Friday evening, the link was down all weekend, first window Monday 08:00
+  const friday = T0 - 62 * 3_600_000;
+  const monday = T0;
+  const r = applyResults(env({ arrivalTime: new Date(friday).toISOString() }), [{ address: 'a@x.example', code: 451, text: '4.3.0 later' }],
+    { now: monday, minQueueAge: 30 * 60_000, queueWarn: 4 * 3_600_000, queueReturn: 2 * 86_400_000 });
+  assert.deepEqual(r.failed, [], 'no bounce');
+  assert.deepEqual(r.delayed, [], 'no warning yet');
+  assert.equal(r.env.firstAttempt, new Date(monday).toISOString());
+  const later = applyResults(r.env, [{ address: 'a@x.example', code: 451, text: '4.3.0 later' }],
+    { now: monday + 5 * 3_600_000, minQueueAge: 30 * 60_000, queueWarn: 4 * 3_600_000, queueReturn: 2 * 86_400_000 });
+  assert.equal(later.delayed.length, 1, 'the warning comes 4 h after the first window');
 });
