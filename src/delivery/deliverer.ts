@@ -121,7 +121,9 @@ export class Deliverer {
    * Delivers every job the source yields to the route's next hop; resolves
    * when the source is exhausted and every job has a result.
    */
-  async deliverHop(route: Route, source: JobQueue<Job>, opts: HopOptions): Promise<{ connections: number }> {
+  async deliverHop(route: Route, source: JobQueue<Job>, opts: HopOptions): Promise<{ connections: number; firstPacket?: number; lastPacket?: number }> {
+    let firstPacket: number | undefined;
+    let lastPacket: number | undefined;
     const fail = async (job: Job, code: number, text: string, relay?: string) =>
       opts.onResult(job, job.rcpts.map((r) => ({ address: r.address, code, text, relay })));
     const failAll = async (code: number, text: string) => {
@@ -136,12 +138,14 @@ export class Deliverer {
       return { connections: 0 };
     }
     let opened = 0;
+    // SPEC §14 link-seconds: from the first packet toward the hop to the last reply from it
     let unreachable: SessionError | null = null;
     let dialWait: Promise<void> | null = null;
     /** Sessions open right now on this hop. */
     let alive = 0;
     /** The first network failure of a link route may only mean the line is still dialing (DialDelay). */
     const open = async (): Promise<SmtpSession> => {
+      firstPacket ??= Date.now();
       try {
         return await this.open(targets, opts);
       } catch (err) {
@@ -213,6 +217,7 @@ export class Deliverer {
             }
           }
           const r = await this.sendJob(session, job, opts);
+          lastPacket = Date.now();
           if (r.broken || session.broken) {
             if (!r.broken) session.close();
             this.deps.log.debug({ nexthop: route.nexthop, err: r.results[0]?.text }, 'connection lost');
@@ -254,6 +259,6 @@ export class Deliverer {
     }
     await Promise.all(workers);
     while (recording.size) await Promise.all([...recording]);
-    return { connections: opened };
+    return { connections: opened, firstPacket, lastPacket };
   }
 }

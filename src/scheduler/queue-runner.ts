@@ -59,6 +59,9 @@ export interface RunSummary {
   /** Recipients of link routes left for a window with the link. */
   waiting: number;
   connections: number;
+  /** Wall-clock ms of the first packet toward a next hop and the last reply from one. */
+  firstPacket?: number;
+  lastPacket?: number;
   /** Dry run: what would be attempted. */
   plan?: Array<{ qid: string; to: string; nexthop: string }>;
 }
@@ -247,6 +250,8 @@ export class QueueRunner {
       onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,
     }).then((r) => {
       run.summary.connections += r.connections;
+      if (r.firstPacket !== undefined) run.summary.firstPacket = Math.min(run.summary.firstPacket ?? Infinity, r.firstPacket);
+      if (r.lastPacket !== undefined) run.summary.lastPacket = Math.max(run.summary.lastPacket ?? 0, r.lastPacket);
     }, (err) => {
       this.deps.log.error({ nexthop, err: (err as Error).message }, 'delivery to a next hop failed');
     });

@@ -155,22 +155,21 @@ export class Windows {
     let lastWan: number | null = null;
     for (let pass = w.passes.shift(); pass; pass = w.passes.shift()) {
       const trigger = triggerOf(pass);
-      const t0 = this.deps.now();
       const s = await this.deps.runner.run({ trigger, selection: pass.selection, onEvent: pass.onEvent, dialDelay: c.dialDelay });
-      if (s.connections > 0 && this.windowLink) {
-        firstWan ??= t0;
-        lastWan = this.deps.now();
+      if (s.firstPacket !== undefined && this.windowLink) {
+        firstWan = Math.min(firstWan ?? Infinity, s.firstPacket);
+        lastWan = Math.max(lastWan ?? 0, s.lastPacket ?? s.firstPacket);
       }
       for (const k of ['messages', 'delivered', 'deferred', 'failed', 'connections'] as const) total[k] += s[k];
       total.waiting = s.waiting;
     }
     let etrn: EtrnResult | null = null;
     if (this.windowLink) {
-      const t0 = this.deps.now();
+      const t0 = Date.now();
       etrn = await this.deps.etrn();
       if (etrn) {
         firstWan ??= t0;
-        lastWan = this.deps.now();
+        lastWan = Date.now();
       }
     } else if (total.waiting) {
       this.deps.log.info({ cause, messages: total.waiting }, `window: link down, ${total.waiting} messages wait for the link`);

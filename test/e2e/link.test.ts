@@ -64,6 +64,8 @@ test('zero wake-ups with the link down; link up opens one window that delivers a
     assert.equal(wan.connections, 0, 'no SMTP connection toward the WAN');
     assert.equal(relay.connections, 0, 'no ETRN toward the WAN');
     assert.deepEqual(dns.queries, [], 'no DNS query toward the WAN');
+    const waiting = JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout) as { messages: Array<{ attempts: number; nextAttempt: string | null }> };
+    assert.ok(waiting.messages.every((m) => m.attempts === 0 && m.nextAttempt === null), 'waiting for the link is no attempt: no backoff');
 
     assert.equal((await runCli(['link', 'up', '--iface', 'ppp0', '-c', config])).code, 0);
     const w = await d.waitLog((l) => l.msg === 'window' && l.cause === 'link-up', 'the link-up window', 60_000);
