@@ -37,6 +37,9 @@ import { InterfaceWatcher } from './link/interface-watcher.js';
 import { runLinkCommand } from './link/dialer.js';
 import { Windows } from './scheduler/windows.js';
 import { sendEtrn, type EtrnResult } from './etrn/etrn-client.js';
+import { EtrnServer } from './etrn/etrn-server.js';
+import { domainOf } from './intake/address.js';
+import { route as routeOf } from './routing/route.js';
 import { expandHosts } from './delivery/resolver.js';
 import { parseHosts } from './routing/route.js';
 import cron from 'node-cron';
@@ -161,7 +164,12 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   };
 
   const pickup = new MaildropPickup({ spool: config.spool, hostname: config.hostname, queue, log, now, onQueued: afterIntake });
-  const intake = new SmtpIntake({ config, openDomains, queue, log, newId, now, onQueued: afterIntake });
+  const holdDomains = () => new Set(config.holdClasses.flatMap((c) => [...(maps.classes.get(c) ?? [])].map((d) => d.replace(/^\./, ''))));
+  const etrnServer = new EtrnServer({ config: () => config, holdDomains, queue, runner, log, now });
+  const intake = new SmtpIntake({
+    config, openDomains, queue, log, newId, now, onQueued: afterIntake,
+    onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, reply),
+  });
 
   /** Re-reads the configuration's routes and the classic files; on any problem the old ones stay. */
   const reload = async (reason: string) => {
@@ -201,6 +209,15 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     timezone: config.flush.timezone, noOverlap: true, name: `flush ${expr}`,
   } as Parameters<typeof cron.schedule>[2]));
 
+  /** Messages held until ETRN, by customer domain (for status). */
+  const heldByDomain = async () => {
+    const held: Record<string, number> = {};
+    for await (const { env } of queue.walk(['queued'])) {
+      const domains = new Set(env.recipients.filter((r) => r.state === 'pending' && routeOf(domainOf(r.address), table).holdUntilEtrn).map((r) => domainOf(r.address)));
+      for (const d of domains) held[d] = (held[d] ?? 0) + 1;
+    }
+    return held;
+  };
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
@@ -253,6 +270,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       window: windows.isOpen ? 'open' : 'closed',
       nextWindow: nextWindow()?.toISOString() ?? null,
       lastWindow: windows.last,
+      held: await heldByDomain(),
+      lastEtrn: Object.fromEntries(etrnServer.last),
     })],
   ]);
   // the socket is taken at once (a second daemon must fail early), but commands wait for the queue

@@ -64,6 +64,9 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
   const s = (await controlRequest(config.spool, 'status')) as {
     pid: number; startedAt: string; hostname: string; spool: string; deliveryMode: string;
     listen: Array<{ host: string; port: number }>; queue: Record<string, number>;
+    link: { mode: string; state: string; since: string; iface?: string }; window: string; nextWindow: string | null;
+    lastWindow: { cause: string; end: string; delivered: number; deferred: number; linkSeconds: number } | null;
+    held: Record<string, number>; lastEtrn: Record<string, { time: string; client: string; reply: string }>;
   };
   if (json) {
     process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
@@ -75,6 +78,10 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
     `delivery mode: ${s.deliveryMode}`,
     `smtp:          ${s.listen.map((l) => `${l.host}:${l.port}`).join(', ')}`,
     `queue:         ${Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `link:          ${s.link.state}${s.link.iface ? ` (${s.link.iface})` : ''} since ${s.link.since}, mode ${s.link.mode}`,
+    `window:        ${s.window}; next ${s.nextWindow ?? 'none scheduled'}`,
+    `last window:   ${s.lastWindow ? `${s.lastWindow.cause} at ${s.lastWindow.end}: ${s.lastWindow.delivered} delivered, ${s.lastWindow.deferred} deferred, ${s.lastWindow.linkSeconds.toFixed(1)} link-seconds` : 'none yet'}`,
+    ...Object.entries(s.held).map(([d, n]) => `held for ${d}: ${n} message${n === 1 ? '' : 's'}${s.lastEtrn[d] ? `, last ETRN ${s.lastEtrn[d].time} from ${s.lastEtrn[d].client}: ${s.lastEtrn[d].reply}` : ''}`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return EX.OK;

@@ -15,6 +15,9 @@
  *   smtp.greetPause) gets `554 5.5.0` and is disconnected.
  * - AUTH is neither offered nor accepted before STARTTLS (smtp-server
  *   offers it in plaintext even when it would refuse it).
+ * - ETRN (RFC 1985): advertised in EHLO and answered by the server option
+ *   `onEtrn(argument, session, reply)` when one is given; refused before
+ *   EHLO/HELO (503).
  * - No fixed 100 ms pause before every greeting: smtp-server waits 100 ms
  *   to catch early talkers, which caps a client that opens a connection per
  *   message at 10 messages a second per session. The pause is ours to set
@@ -28,6 +31,9 @@ import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 let installed = false;
+
+/** The server side of ETRN: answers with a reply code and text (with its enhanced code where one applies). */
+export type EtrnHandler = (argument: string, session: unknown, reply: (code: number, text: string) => void) => void;
 
 interface StreamInternals {
   _dataMode: boolean;
@@ -43,12 +49,17 @@ interface ConnectionInternals {
   send(code: number, data?: string | string[], context?: string | false): void;
   close(): void;
   name: string;
-  _server: { options: { maxClients?: number; allowInsecureAuth?: boolean }; connections: Set<unknown> };
+  _server: { options: { maxClients?: number; allowInsecureAuth?: boolean; onEtrn?: EtrnHandler }; connections: Set<unknown> };
   _setListeners(callback: () => void): void;
   connectionReady(next?: () => void): void;
   init(): void;
   secure: boolean;
   _isSupported(command: string): boolean;
+  hostNameAppearsAs: string | false;
+  session: unknown;
+  handler_EHLO(command: Buffer, callback: () => void): void;
+  handler_ETRN?(command: Buffer, callback: () => void): void;
+  _qlEhlo?: boolean;
   _onCommand(command: Buffer, callback?: () => void): void;
 }
 
@@ -72,6 +83,10 @@ export function installSmtpExtensions(): void {
   const origSend = conn.send;
   conn.send = function (this: ConnectionInternals, code, data, context) {
     if (typeof data === 'string' && ENHANCED.test(data)) context = false;
+    if (this._qlEhlo && code === 250 && Array.isArray(data)) {
+      this._qlEhlo = false;
+      data = [...data, 'ETRN'];
+    }
     return origSend.call(this, code, data, context);
   };
 
@@ -96,6 +111,29 @@ export function installSmtpExtensions(): void {
         return this.close();
       }
       setImmediate(() => this.connectionReady());
+    });
+  };
+
+  const origEhlo = conn.handler_EHLO;
+  conn.handler_EHLO = function (this: ConnectionInternals, command, callback) {
+    this._qlEhlo = Boolean(this._server.options.onEtrn);
+    return origEhlo.call(this, command, callback);
+  };
+  conn.handler_ETRN = function (this: ConnectionInternals, command, callback) {
+    const onEtrn = this._server.options.onEtrn;
+    if (!onEtrn) {
+      this.send(502, '5.5.1 ETRN not available here');
+      return callback();
+    }
+    if (!this.hostNameAppearsAs) {
+      this.send(503, '5.5.1 Send EHLO or HELO first');
+      return callback();
+    }
+    const arg = command.toString().trim().replace(/^ETRN\s*/i, '');
+    onEtrn(arg, this.session, (code, text) => {
+      // RFC 1985 replies carry no enhanced code of their own: none is added
+      this.send(code, text, false);
+      callback();
     });
   };
 

@@ -21,7 +21,7 @@ import { BodyScanner } from './body-scanner.js';
 import { domainOf, isValidMailbox } from './address.js';
 import { mayRelay, type RelayPolicy } from './relay-policy.js';
 import { receivedHeader } from './received.js';
-import { installSmtpExtensions } from './smtp-extensions.js';
+import { installSmtpExtensions, type EtrnHandler } from './smtp-extensions.js';
 import { precedenceClass } from '../queue/priority.js';
 
 export interface IntakeDeps {
@@ -34,6 +34,8 @@ export interface IntakeDeps {
   now: () => number;
   /** Called once a message is durable, before the 250; a returned promise is awaited (interactive mode). */
   onQueued?: (envelopes: Envelope[]) => Promise<void> | undefined;
+  /** The ETRN server (RFC 1985) on the SMTP listener, when this gateway offers one. */
+  onEtrn?: EtrnHandler;
   /** Intake refusals that depend on the machine (disk, load); null = accept. */
   admission?: () => MailError | null;
 }
@@ -82,6 +84,7 @@ export class SmtpIntake {
       closeTimeout: 10_000,
       logger: false,
       onConnect: (session, cb) => this.onConnect(session, cb),
+      ...(this.deps.onEtrn ? { onEtrn: this.deps.onEtrn } : {}),
       onClose: (session) => this.onClose(session),
       onAuth: s.auth ? (auth, session, cb) => this.onAuth(auth.username ?? '', auth.password ?? '', cb) : undefined,
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),

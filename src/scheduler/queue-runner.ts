@@ -49,6 +49,8 @@ export interface RunOptions {
   dialDelay?: number;
   /** Dry run: plan as a window with the link would (`flush --dry-run`). */
   assumeLink?: boolean;
+  /** Only these recipients (ETRN for a node). */
+  recipientFilter?: (address: string, group: string) => boolean;
 }
 
 export interface RunSummary {
@@ -196,6 +198,7 @@ export class QueueRunner {
       const byHop = new Map<string, { route: Route; rcpts: Envelope['recipients'] }>();
       for (const r of candidate.recipients) {
         if (r.state !== 'pending') continue;
+        if (opts.recipientFilter && !opts.recipientFilter(r.address, candidate.group)) continue;
         const rt = routeOf(domainOf(r.address), table);
         if (!mayAttempt(rt, opts.trigger, policy)) {
           const waitsForLink = rt.link && !rt.holdUntilEtrn && !policy.linkAvailable && !policy.permanentLink;
