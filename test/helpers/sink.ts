@@ -29,6 +29,8 @@ export interface SinkOptions {
   host?: string;
   /** Refuse the first N connections (closed at once), as a line still dialing would. */
   refuseFirst?: number;
+  /** Answer DATA only once this promise resolves (a slow next hop). */
+  holdData?: Promise<void>;
 }
 
 export interface Sink {
@@ -94,7 +96,8 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     onData(stream, session: SMTPServerSession, cb) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
+      stream.on('end', async () => {
+        if (o.holdData) await o.holdData;
         const env = session.envelope;
         sink.messages.push({
           from: env.mailFrom ? env.mailFrom.address : '',
