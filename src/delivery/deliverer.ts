@@ -26,6 +26,10 @@ const LINGER = 2000;
 export interface Job {
   env: Envelope;
   rcpts: Recipient[];
+  /** The route's mailer, for the log. */
+  mailer?: string;
+  /** Milliseconds this attempt took (sendmail's xdelay), set by the deliverer. */
+  xdelay?: number;
 }
 
 export interface DelivererDeps {
@@ -216,8 +220,10 @@ export class Deliverer {
               continue;
             }
           }
+          const sentAt = Date.now();
           const r = await this.sendJob(session, job, opts);
           lastPacket = Date.now();
+          job.xdelay = lastPacket - sentAt;
           if (r.broken || session.broken) {
             if (!r.broken) session.close();
             this.deps.log.debug({ nexthop: route.nexthop, err: r.results[0]?.text }, 'connection lost');

@@ -234,7 +234,7 @@ export class QueueRunner {
       summary.messages++;
       run.locked.set(candidate.id, { pending: byHop.size, release });
       for (const [nexthop, { route: rt, rcpts }] of byHop) {
-        const job: Job = { env: fresh.env, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) };
+        const job: Job = { env: fresh.env, mailer: rt.mailer, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) };
         await this.hop(run, nexthop, rt).jobs.push(job);
       }
     }
@@ -272,6 +272,7 @@ export class QueueRunner {
       run.opts.onEvent?.({ type: 'result', qid: id, to: r.address, code: r.code, text: r.text, outcome, relay: r.relay });
       this.deps.log.info({
         qid: id, to: r.address, delay: Math.round((this.deps.now() - Date.parse(job.env.arrivalTime)) / 1000),
+        xdelay: job.xdelay !== undefined ? job.xdelay / 1000 : undefined, mailer: job.mailer,
         relay: r.relay, dsn: enhancedCode(r.code, r.text), stat: `${outcome === 'delivered' ? 'Sent' : outcome === 'failed' ? 'Failed' : 'Deferred'} (${r.code} ${r.text})`,
       }, outcome);
     }

@@ -29,7 +29,7 @@ async function fromOutside(port: number, to: string) {
   }
 }
 
-test('ISP: CustDoms mail is held without a connection until ETRN; every ETRN reply code', { timeout: 60_000 }, async () => {
+test('ISP: CustDoms mail is held without a connection (cron, interval, link-up, flush) until ETRN; every ETRN reply code', { timeout: 60_000 }, async () => {
   let release!: () => void;
   const holdData = new Promise<void>((resolve) => (release = resolve));
   const customer = await startSink({ holdData });
@@ -42,7 +42,7 @@ test('ISP: CustDoms mail is held without a connection until ETRN; every ETRN rep
     classes: { CustDoms: { file: 'CustDoms' } },
     etrnServer: { allow: ['127.0.0.1/32'] },
     queue: { groups: [{ name: 'custq', match: ['cust3.dom'] }] },
-    flush: { interval: '1s' },
+    flush: { interval: '1s', cron: ['* * * * * *'] },
     link: { mode: 'managed' },
   });
   const d = await startDaemon(config);
@@ -54,6 +54,7 @@ test('ISP: CustDoms mail is held without a connection until ETRN; every ETRN rep
     await runCli(['link', 'up', '-c', config]);
     await d.waitLog((l) => l.msg === 'window' && l.cause === 'link-up', 'link-up window');
     await d.waitLog((l) => l.msg === 'window' && l.cause === 'interval', 'interval window');
+    await d.waitLog((l) => l.msg === 'window' && String(l.cause).startsWith('cron'), 'cron window');
     assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 0);
     assert.equal(customer.connections, 0, 'no connection to an offline customer');
     const st = JSON.parse((await runCli(['status', '-c', config, '--json'])).stdout);
