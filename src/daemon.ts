@@ -27,7 +27,11 @@ import type { Selection } from './queue/select.js';
 import { SmtpIntake } from './intake/smtp-intake.js';
 import { MaildropPickup } from './intake/maildrop-pickup.js';
 import { buildRouteTable, type RouteTable } from './routing/route.js';
-import { NodeDnsResolver } from './delivery/resolver.js';
+import { CachingResolver } from './dns/caching-resolver.js';
+import { Upstream } from './dns/upstream.js';
+import { DnsServer } from './dns/dns-server.js';
+import { parseHosts as parseHostsFile, type HostsMap } from './dns/hosts-file.js';
+import { NetworkList } from './config/cidr.js';
 import { Deliverer } from './delivery/deliverer.js';
 import { composeDsn } from './delivery/dsn.js';
 import { QueueRunner, type RunEvent } from './scheduler/queue-runner.js';
@@ -65,6 +69,13 @@ function openDomainsOf(config: Config, maps: ClassicMaps): Set<string> {
   return open;
 }
 
+/** Nameservers of /etc/resolv.conf, when dns.upstream is empty (never our own listeners). */
+async function systemNameservers(ownListen: readonly string[]): Promise<string[]> {
+  const text = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  const own = new Set(ownListen.map((l) => l.replace(/:\d+$/, '')));
+  return [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]).filter((ip) => !own.has(ip));
+}
+
 export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   let { config, maps } = await loadAll(configFile);
   const log = createDaemonLogger(config.log.level);
@@ -79,7 +90,27 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   let table: RouteTable = buildRouteTable(config, maps.mailertable, maps.classes);
   const openDomains = openDomainsOf(config, maps);
 
-  const resolver = new NodeDnsResolver(config.dns.upstream);
+  // the one DNS path of the gateway: the link-gated caching resolver (SPEC §6)
+  let hostsMap: HostsMap = new Map();
+  const loadHosts = async () => {
+    if (!config.dns.hosts) return;
+    try {
+      hostsMap = parseHostsFile(await fsp.readFile(config.dns.hosts, 'utf8'));
+    } catch (err) {
+      log.warn({ file: config.dns.hosts, err: (err as Error).message }, 'cannot read dns.hosts');
+    }
+  };
+  await loadHosts();
+  const ownNames = new Set([config.hostname.toLowerCase(), 'localhost']);
+  let link!: LinkState;
+  let windowsRef: Windows | null = null;
+  const resolver = new CachingResolver({
+    upstream: new Upstream(config.dns.upstream.length ? config.dns.upstream : await systemNameservers(config.dns.listen)),
+    mayForward: () => config.link.mode === 'permanent' || link.current.state === 'up' || Boolean(windowsRef?.mayUseLink({ kind: 'run' })),
+    now,
+    serveStale: config.dns.serveStale,
+    local: () => ({ names: ownNames, hosts: hostsMap }),
+  });
   const deliverer = new Deliverer({
     hostname: config.hostname,
     timeouts: {
@@ -114,7 +145,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   };
 
   // the link: permanent lines are up; others are down until a hook, the watcher or a dial says otherwise
-  const link = new LinkState(config.link.mode === 'permanent' ? 'up' : 'down', now(), 'start');
+  link = new LinkState(config.link.mode === 'permanent' ? 'up' : 'down', now(), 'start');
   let windows!: Windows;
   const runner = new QueueRunner({
     queue, deliverer, config: () => config, table: () => table, log, now, notify,
@@ -135,8 +166,9 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
     return result;
   };
-  windows = new Windows({
+  windowsRef = windows = new Windows({
     runner, config: () => config, link, log, now, etrn: () => etrn(),
+    prefetch: (names) => resolver.prefetch(names),
     dial: () => runLinkCommand(config.link.dial!, config.link.dialTimeout, log, 'dial'),
     hangup: () => runLinkCommand(config.link.hangup!, 60_000, log, 'hangup'),
   });
@@ -271,6 +303,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       nextWindow: nextWindow()?.toISOString() ?? null,
       lastWindow: windows.last,
       held: await heldByDomain(),
+      dns: resolver.counters,
       lastEtrn: Object.fromEntries(etrnServer.last),
     })],
   ]);
@@ -295,8 +328,11 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     await control.stop().catch(() => undefined);
     throw err;
   }
+  const dnsServer = new DnsServer(resolver, () => new NetworkList(config.dns.allow ?? ['127.0.0.0/8', '::1/128', ...config.lanNetworks]), log);
+  const dnsBound = await dnsServer.start(config.dns.listen);
+  if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
   watcher?.start();
-  log.info({ listen: bound, spool: config.spool, pid: process.pid, link: link.current.state }, 'ready');
+  log.info({ listen: bound, dns: dnsBound, spool: config.spool, pid: process.pid, link: link.current.state }, 'ready');
   // leftovers of writes a crash interrupted: swept in the background (a big queue must not delay the start)
   void queue.recover(startedAt).then(
     (swept) => log.info({ files: swept }, 'leftovers swept'),
@@ -312,6 +348,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
       for (const t of timers) clearInterval(t);
       for (const t of cronTasks) t.stop();
       watcher?.stop();
+      await dnsServer.stop();
+      if (config.dns.hosts) fs.unwatchFile(config.dns.hosts);
       for (const f of watched) fs.unwatchFile(f);
       process.off('SIGHUP', onHup);
       await intake.stop();

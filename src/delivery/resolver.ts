@@ -1,11 +1,10 @@
 /**
- * delivery/resolver.ts — the one interface delivery resolves names through,
- * and the plain implementation over Node's dns module (until the built-in
- * link-gated resolver of SPEC §6 implements it). Used only by delivery,
- * never at intake. Errors say whether they are permanent (NXDOMAIN, null MX)
- * or temporary (timeouts, SERVFAIL).
+ * delivery/resolver.ts — the one interface delivery resolves names through
+ * (implemented by the link-gated caching resolver, dns/caching-resolver.ts),
+ * and the expansion of a route's hosts into addresses. Used only by
+ * delivery, never at intake. Errors say whether they are permanent
+ * (NXDOMAIN, null MX) or temporary (timeouts, SERVFAIL).
  */
-import dns from 'node:dns';
 import net from 'node:net';
 import { MailError } from '../errors.js';
 import type { HostSpec } from '../routing/route.js';
@@ -22,44 +21,6 @@ export interface Target {
   name: string;
   ip: string;
   port: number;
-}
-
-const PERMANENT = new Set(['ENOTFOUND', 'NXDOMAIN']);
-const NODATA = new Set(['ENODATA', 'ENOTFOUND']);
-
-export class NodeDnsResolver implements Resolver {
-  private readonly r = new dns.promises.Resolver({ timeout: 10_000, tries: 2 });
-
-  /** `upstream`: dns.upstream (host or host:port); empty: the system's resolv.conf. */
-  constructor(upstream: readonly string[] = []) {
-    if (upstream.length) this.r.setServers([...upstream]);
-  }
-
-  async resolveMx(domain: string) {
-    try {
-      return await this.r.resolveMx(domain);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (code === 'ENODATA') return [];
-      if (PERMANENT.has(code)) throw new MailError(550, '5.1.2', `Host or domain name not found: ${domain}`, { cause: err });
-      throw new MailError(451, '4.4.3', `Cannot look up MX of ${domain}: ${code}`, { cause: err });
-    }
-  }
-
-  async resolveAddresses(host: string) {
-    const out: string[] = [];
-    let lastErr: unknown = null;
-    for (const fn of [(h: string) => this.r.resolve4(h), (h: string) => this.r.resolve6(h)]) {
-      try {
-        out.push(...(await fn(host)));
-      } catch (err) {
-        if (!NODATA.has((err as NodeJS.ErrnoException).code ?? '')) lastErr = err;
-      }
-    }
-    if (out.length) return out;
-    if (lastErr) throw new MailError(451, '4.4.3', `Cannot look up ${host}: ${(lastErr as NodeJS.ErrnoException).code}`, { cause: lastErr });
-    throw new MailError(550, '5.1.2', `Host or domain name not found: ${host}`);
-  }
 }
 
 /**

@@ -11,6 +11,7 @@
  * Every window logs one journal line: cause, start, end, link-seconds,
  * delivered / deferred / waiting, and the ETRN result.
  */
+import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { LinkState } from '../link/link-state.js';
@@ -49,6 +50,8 @@ export interface WindowDeps {
   /** Sends ETRN for etrn.domains to etrn.relay; null when none is configured. */
   etrn: () => Promise<EtrnResult | null>;
   dial: () => Promise<number | null>;
+  /** Warms the resolver for these names (MX and addresses) in one burst. */
+  prefetch?: (names: string[]) => Promise<void>;
   hangup: () => Promise<number | null>;
 }
 
@@ -149,6 +152,16 @@ export class Windows {
         this.deps.link.set('down', this.deps.now(), 'dial timeout');
         this.deps.log.warn({ cause, dialTimeout: c.link.dialTimeout }, 'window: the link did not come up in time');
       }
+    }
+    if (this.windowLink && this.deps.prefetch) {
+      // names the due mail needs, fetched in one burst before the first connection
+      const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true });
+      const names = new Set<string>();
+      for (const p of plan.plan ?? []) for (const h of p.nexthop.replace(/^\w+:/, '').split(',')) {
+        const name = h.replace(/:\d+$/, '');
+        if (!h.startsWith('[') && net.isIP(name) === 0) names.add(name);
+      }
+      if (names.size) await this.deps.prefetch([...names]);
     }
     const total: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0 };
     let firstWan: number | null = null;
