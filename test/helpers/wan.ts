@@ -15,20 +15,38 @@ export interface CountingDns {
   close(): Promise<void>;
 }
 
-/** Answers MX and A from `zone` (name → {mx?: [pref, host][], a?: ip[]}); NXDOMAIN otherwise. */
-export async function startDns(host: string, zone: Record<string, { mx?: Array<[number, string]>; a?: string[] }>): Promise<CountingDns> {
+export interface ZoneEntry {
+  mx?: Array<[number, string]>;
+  a?: string[];
+  ttl?: number;
+  /** Over UDP answer with the TC bit and nothing else (the answer needs TCP). */
+  truncate?: boolean;
+}
+
+/**
+ * Answers MX and A from `zone`; NXDOMAIN with an SOA (TTL 300, minimum
+ * `negativeMin`, default 60) otherwise. Records every query as "TYPE name"
+ * (and "TCP TYPE name" over TCP).
+ */
+export async function startDns(host: string, zone: Record<string, ZoneEntry>, negativeMin = 60): Promise<CountingDns> {
   const queries: string[] = [];
   const server = dns2.createServer({
     udp: true,
     tcp: true,
-    handle: (request: any, send: (r: any) => void) => {
+    handle: (request: any, send: (r: any) => void, client: any) => {
       const response = Packet.createResponseFromRequest(request);
       const [q] = request.questions;
-      queries.push(`${q.type === Packet.TYPE.MX ? 'MX' : q.type === Packet.TYPE.A ? 'A' : q.type} ${q.name}`);
+      const tcp = typeof client?.write === 'function';
+      queries.push(`${tcp ? 'TCP ' : ''}${q.type === Packet.TYPE.MX ? 'MX' : q.type === Packet.TYPE.A ? 'A' : q.type === Packet.TYPE.AAAA ? 'AAAA' : q.type} ${q.name}`);
       const entry = zone[q.name.toLowerCase()];
-      if (!entry) response.header.rcode = 3;
-      else if (q.type === Packet.TYPE.MX) for (const [priority, exchange] of entry.mx ?? []) response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 300, priority, exchange });
-      else if (q.type === Packet.TYPE.A) for (const address of entry.a ?? []) response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 300, address });
+      const ttl = entry?.ttl ?? 300;
+      if (!entry) {
+        response.header.rcode = 3;
+        response.authorities.push({ name: 'example', type: Packet.TYPE.SOA, class: Packet.CLASS.IN, ttl: 300, primary: 'ns.example', admin: 'hostmaster.example', serial: 1, refresh: 3600, retry: 600, expiration: 86400, minimum: negativeMin });
+      } else if (entry.truncate && !tcp) {
+        response.header.tc = 1;
+      } else if (q.type === Packet.TYPE.MX) for (const [priority, exchange] of entry.mx ?? []) response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl, priority, exchange });
+      else if (q.type === Packet.TYPE.A) for (const address of entry.a ?? []) response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl, address });
       send(response);
     },
   } as any);
