@@ -328,7 +328,13 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     await control.stop().catch(() => undefined);
     throw err;
   }
-  const dnsServer = new DnsServer(resolver, () => new NetworkList(config.dns.allow ?? ['127.0.0.0/8', '::1/128', ...config.lanNetworks]), log);
+  // built once per configuration, not per packet
+  let dnsAllow: { of: Config; list: NetworkList } | null = null;
+  const dnsAllowList = () => {
+    if (dnsAllow?.of !== config) dnsAllow = { of: config, list: new NetworkList(config.dns.allow ?? ['127.0.0.0/8', '::1/128', ...config.lanNetworks]) };
+    return dnsAllow.list;
+  };
+  const dnsServer = new DnsServer(resolver, dnsAllowList, log);
   const dnsBound = await dnsServer.start(config.dns.listen);
   if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
   watcher?.start();
