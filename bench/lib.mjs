@@ -3,6 +3,8 @@
 // scripts of ../shared/peers. Only 127.0.0.1 is used.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
+import net from 'node:net';
+import { SMTPServer } from 'smtp-server';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -83,4 +85,35 @@ export function peer(script, ...args) {
 export function figure(output, key) {
   const m = new RegExp(`${key}=([\\d.]+)`).exec(output);
   return m ? Number(m[1]) : null;
+}
+
+/** A free TCP port on 127.0.0.1 (for programs that need a port number up front). */
+export async function freePort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const port = s.address().port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/**
+ * The next hop for the benchmarks: Postfix's smtp-sink when installed (fast,
+ * and what the Postfix peer delivers to), else an smtp-server sink in this
+ * process. `messages()` counts what an smtp-server sink received.
+ */
+export async function startSink() {
+  const port = await freePort();
+  if (hasCommand('smtp-sink')) {
+    const p = spawn('smtp-sink', ['-u', 'nobody', `127.0.0.1:${port}`, '1024'], { stdio: 'ignore' });
+    for (let i = 0; i < 50; i++) {
+      if (await new Promise((r) => { const c = net.connect(port, '127.0.0.1', () => { c.destroy(); r(true); }); c.on('error', () => r(false)); })) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { port, kind: 'smtp-sink', messages: () => null, stop: () => p.kill() };
+  }
+  let messages = 0;
+  const server = new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], disableReverseLookup: true, logger: false,
+    onData(stream, _s, cb) { stream.resume(); stream.on('end', () => { messages++; cb(); }); } });
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return { port, kind: 'smtp-server', messages: () => messages, stop: () => server.close() };
 }

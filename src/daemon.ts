@@ -10,6 +10,7 @@
  * sessions in flight finish, settle the queue, exit 0.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import fsp from 'node:fs/promises';
 import { isAscii } from 'node:buffer';
 import type { Logger } from 'pino';
@@ -169,6 +170,10 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   windowsRef = windows = new Windows({
     runner, config: () => config, link, log, now, etrn: () => etrn(),
     prefetch: (names) => resolver.prefetch(names),
+    // with a smart host and IP addresses everywhere, no route of a window needs DNS
+    mayNeedDns: () => table.smartHost.length === 0
+      || [...table.smartHost, ...[...table.inline.values(), ...table.mailertable.values()].map((e) => e.hosts)]
+        .some((list) => parseHosts(list).some((h) => net.isIP(h.host) === 0)),
     dial: () => runLinkCommand(config.link.dial!, config.link.dialTimeout, log, 'dial'),
     hangup: () => runLinkCommand(config.link.hangup!, 60_000, log, 'hangup'),
   });

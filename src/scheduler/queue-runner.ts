@@ -49,6 +49,8 @@ export interface RunOptions {
   dialDelay?: number;
   /** Dry run: plan as a window with the link would (`flush --dry-run`). */
   assumeLink?: boolean;
+  /** Dry run: stop once the plan has this many entries (a yes/no question needs one). */
+  planLimit?: number;
   /** Only these recipients (ETRN for a node). */
   recipientFilter?: (address: string, group: string) => boolean;
 }
@@ -162,6 +164,7 @@ export class QueueRunner {
         for await (const loc of this.deps.queue.walk(['queued'])) {
           chunk.push(loc);
           if (chunk.length >= CHUNK) await flush();
+          if (opts.planLimit !== undefined && (summary.plan?.length ?? 0) >= opts.planLimit) break;
         }
       }
       await flush();
@@ -213,6 +216,7 @@ export class QueueRunner {
       if (!byHop.size) continue;
       if (opts.dryRun) {
         for (const { route: rt, rcpts } of byHop.values()) for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop });
+        if (opts.planLimit !== undefined && summary.plan!.length >= opts.planLimit) return;
         continue;
       }
       // the lock keeps admin commands and other runs out while the message is being delivered

@@ -52,6 +52,8 @@ export interface WindowDeps {
   dial: () => Promise<number | null>;
   /** Warms the resolver for these names (MX and addresses) in one burst. */
   prefetch?: (names: string[]) => Promise<void>;
+  /** Whether any route may need a lookup (else prefetching has nothing to do and is skipped). */
+  mayNeedDns?: () => boolean;
   hangup: () => Promise<number | null>;
 }
 
@@ -134,7 +136,7 @@ export class Windows {
     let dialed = false;
     if (c.link.mode === 'demand' && !(c.etrn.relay && c.etrn.domains.length)) {
       // in demand mode the window's first packet dials the line: no window for nothing
-      const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true });
+      const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true, planLimit: 1 });
       if (!plan.plan?.length && w.passes.every((p) => !p.selection?.selectors.length)) {
         this.deps.log.info({ cause }, 'window not opened: nothing to send (demand mode)');
         const none: WindowRecord = { cause, start: new Date(startMs).toISOString(), end: new Date(startMs).toISOString(), linkSeconds: 0, linkOpen: false, dialed: false, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, etrn: null };
@@ -153,7 +155,7 @@ export class Windows {
         this.deps.log.warn({ cause, dialTimeout: c.link.dialTimeout }, 'window: the link did not come up in time');
       }
     }
-    if (this.windowLink && this.deps.prefetch) {
+    if (this.windowLink && this.deps.prefetch && (this.deps.mayNeedDns?.() ?? true)) {
       // names the due mail needs, fetched in one burst before the first connection
       const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true });
       const names = new Set<string>();
