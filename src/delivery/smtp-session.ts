@@ -182,11 +182,6 @@ export class SmtpSession {
     });
   }
 
-  /** RSET, ready for the next message. */
-  reset(): Promise<void> {
-    return new Promise((resolve, reject) => this.conn.reset((err) => (err ? reject(asSessionError(err, 'transaction')) : resolve())));
-  }
-
   quit(): void {
     this.conn.quit();
   }

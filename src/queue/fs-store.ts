@@ -14,10 +14,9 @@
  * resolves. A state change is one rename. Owned by queue/queue.ts only.
  */
 import fs from 'node:fs/promises';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { GroupSync, fsyncDir } from './group-sync.js';
 import { isQueueId, type QueueId } from './queue-id.js';
 import type { BodyWriter, Place, QueueStore } from './store.js';
@@ -172,10 +171,6 @@ export class FsStore implements QueueStore {
   async readBody(id: QueueId, sizeHint?: number): Promise<Buffer> {
     const file = this.bodyPath(id);
     return sizeHint !== undefined && sizeHint <= SYNC_READ_MAX ? readFileSync(file) : fs.readFile(file);
-  }
-
-  bodyStream(id: QueueId): Readable {
-    return createReadStream(this.bodyPath(id));
   }
 
   async *walk(place: Place): AsyncIterable<QueueId> {

@@ -237,11 +237,6 @@ export class IntakeJournal {
     return (token as Segment).released;
   }
 
-  /** Whether some record is not settled yet (a removed message could come back from replay). */
-  get hasUnsettled(): boolean {
-    return this.sealed.length > 0 || (this.active?.unsettled ?? 0) > 0;
-  }
-
   /** Waits for pending batches and closes the active segment, deleting it when empty. */
   async close(): Promise<void> {
     await this.run(async () => {

@@ -5,7 +5,6 @@
  * and directory fsynced. Concurrent calls share directory fsyncs (group
  * commit, queue/group-sync.ts), so durability costs little under load.
  */
-import type { Readable } from 'node:stream';
 import type { QueueId } from './queue-id.js';
 
 /** Where an envelope lives. `queued` is split by queue group. */
@@ -49,7 +48,6 @@ export interface QueueStore {
   readEnvelope(id: QueueId, place: Place): Promise<Buffer>;
   /** `sizeHint` (the envelope's size) lets a backend pick how to read. */
   readBody(id: QueueId, sizeHint?: number): Promise<Buffer>;
-  bodyStream(id: QueueId): Readable;
   /** IDs at a place, in no particular order. */
   walk(place: Place): AsyncIterable<QueueId>;
   /** Groups with a queued/ directory. */

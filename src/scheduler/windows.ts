@@ -168,7 +168,11 @@ export class Windows {
     const total: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0 };
     let firstWan: number | null = null;
     let lastWan: number | null = null;
+    const causes = new Set<string>();
     for (let pass = w.passes.shift(); pass; pass = w.passes.shift()) {
+      causes.add(pass.cause);
+      // the line may have come up while this window waited without it (a joining link-up)
+      if (!this.windowLink && this.deps.link.current.state === 'up') this.windowLink = true;
       const trigger = triggerOf(pass);
       const s = await this.deps.runner.run({ trigger, selection: pass.selection, onEvent: pass.onEvent, dialDelay: c.dialDelay });
       if (s.firstPacket !== undefined && this.windowLink) {
@@ -191,7 +195,7 @@ export class Windows {
     }
     if (dialed && this.windowLink && c.link.hangup) await this.deps.hangup();
     const record: WindowRecord = {
-      cause,
+      cause: [...causes].join(' + ') || cause,
       start: new Date(startMs).toISOString(),
       end: new Date(this.deps.now()).toISOString(),
       linkSeconds: firstWan !== null && lastWan !== null ? (lastWan - firstWan) / 1000 : 0,

@@ -9,22 +9,13 @@ import path from 'node:path';
 import { tempDir, writeConfig, startDaemon, runCli, type Daemon } from '../helpers/daemon.js';
 import { sendMail } from '../helpers/smtp-client.js';
 import { startSink, closedPort, type Sink } from '../helpers/sink.js';
+import { gateway as runGateway } from '../helpers/gateway.js';
 
 type Tree = Record<string, unknown>;
 
-async function gateway(over: Tree, body: (d: Daemon, config: string, dir: string) => Promise<void>, sinks: Sink[] = []) {
-  const dir = await tempDir();
-  // demand mode: a flush window has the link (pppd would dial it), intake does not
-  const config = await writeConfig(dir, { lanNetworks: ['127.0.0.0/8'], queue: { minQueueAge: '0s' }, link: { mode: 'demand' }, ...over });
-  const daemon = await startDaemon(config);
-  try {
-    await body(daemon, config, dir);
-  } finally {
-    await daemon.stop();
-    for (const s of sinks) await s.close();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-}
+/** Demand mode: a flush window has the link (pppd would dial it), intake does not. */
+const gateway = (over: Tree, body: Parameters<typeof runGateway>[2], sinks: Sink[] = []) =>
+  runGateway({ lanNetworks: ['127.0.0.0/8'], queue: { minQueueAge: '0s' }, link: { mode: 'demand' } }, over, body, sinks);
 
 const MSG = (subject: string) => `Subject: ${subject}\r\nFrom: <alice@office.example>\r\n\r\nbody of ${subject}\r\n`;
 const idOf = (text: string) => /queued as (\S+)/.exec(text)![1];
