@@ -6,8 +6,8 @@
  * each chunk by priority, routes every pending recipient, keeps those that
  * may be attempted for this trigger (routing/may-attempt.ts) and are due,
  * groups them by next hop and hands each hop to the deliverer with at most
- * DESTINATION_CONNECTIONS connections, all hops together at most
- * queue.maxQueueChildren. Each message is locked in the queue while it is
+ * DESTINATION_CONNECTIONS connections per next hop (across concurrent runs),
+ * all hops together at most queue.maxQueueChildren. Each message is locked in the queue while it is
  * being delivered (admin commands wait), its results are folded into the
  * envelope (scheduler/apply-results.ts) and written back before the lock is
  * released; notices (DSNs) are queued before the original is removed.
@@ -101,7 +101,15 @@ interface RunState {
 
 class Slots {
   private waiting: Array<() => void> = [];
-  constructor(private free: number) {}
+  private readonly size: number;
+  constructor(private free: number) {
+    this.size = free;
+  }
+
+  get isIdle(): boolean {
+    return this.free === this.size && this.waiting.length === 0;
+  }
+
   async acquire(): Promise<() => void> {
     if (this.free > 0) this.free--;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
@@ -118,6 +126,8 @@ class Slots {
 
 export class QueueRunner {
   private readonly slots: Slots;
+  /** Connections per next hop, across all runs at once (an intake run, a window, an ETRN flush). */
+  private readonly hopSlots = new Map<string, Slots>();
 
   constructor(private readonly deps: RunnerDeps) {
     this.slots = new Slots(deps.config().queue.maxQueueChildren);
@@ -252,7 +262,18 @@ export class QueueRunner {
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
       connections: DESTINATION_CONNECTIONS,
       dialDelay: rt.link ? run.opts.dialDelay ?? 0 : 0,
-      acquire: () => this.slots.acquire(),
+      acquire: async () => {
+        // always the hop's slot first, then the global one: one order, no deadlock
+        let hop = this.hopSlots.get(nexthop);
+        if (!hop) this.hopSlots.set(nexthop, (hop = new Slots(DESTINATION_CONNECTIONS)));
+        const releaseHop = await hop.acquire();
+        const releaseAll = await this.slots.acquire();
+        return () => {
+          releaseAll();
+          releaseHop();
+          if (hop!.isIdle && this.hopSlots.get(nexthop) === hop) this.hopSlots.delete(nexthop);
+        };
+      },
       onResult: (job, res) => this.onResult(run, job, res),
       onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,
     }).then((r) => {
