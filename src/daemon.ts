@@ -36,7 +36,7 @@ import { NetworkList } from './config/cidr.js';
 import { Deliverer } from './delivery/deliverer.js';
 import { composeDsn } from './delivery/dsn.js';
 import { QueueRunner, type RunEvent } from './scheduler/queue-runner.js';
-import type { Notice } from './scheduler/apply-results.js';
+import type { Notice, NoticeKind } from './scheduler/apply-results.js';
 import { LinkState } from './link/link-state.js';
 import { InterfaceWatcher } from './link/interface-watcher.js';
 import { runLinkCommand } from './link/dialer.js';
@@ -126,7 +126,7 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
   });
 
   /** Queues a notice (RFC 3464 DSN) to the sender of env, and sends it as intake would. */
-  const notify = async (env: Envelope, notices: Notice[], kind: 'failure' | 'delay') => {
+  const notify = async (env: Envelope, notices: Notice[], kind: NoticeKind) => {
     const id = newId();
     const next = nextWindow();
     const body = await composeDsn({

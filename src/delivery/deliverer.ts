@@ -109,7 +109,7 @@ export class Deliverer {
           size: body.length,
           use8BitMime: job.env.bodyType === '8BITMIME',
         }, body);
-        results.push(...rcptResults.map((r) => ({ ...r, relay })));
+        results.push(...rcptResults.map((r) => ({ ...r, relay, dsnPassed: session.supportsDsn })));
       }
       return { results, broken: false };
     } catch (err) {

@@ -6,7 +6,7 @@
  */
 import MimeNode from 'nodemailer/lib/mime-node';
 import type { Envelope } from '../queue/envelope.js';
-import type { Notice } from '../scheduler/apply-results.js';
+import type { Notice, NoticeKind } from '../scheduler/apply-results.js';
 import { rfc5322Date } from '../intake/received.js';
 
 export interface DsnInput {
@@ -14,7 +14,7 @@ export interface DsnInput {
   now: number;
   env: Envelope;
   notices: readonly Notice[];
-  kind: 'failure' | 'delay';
+  kind: NoticeKind;
   original: Buffer;
   /** For delay warnings: until when quietlink keeps trying. */
   willRetryUntil?: number;
@@ -34,7 +34,7 @@ export function composeDsn(d: DsnInput): Promise<Buffer> {
   root.setHeader({
     From: `Mail Delivery System <MAILER-DAEMON@${d.hostname}>`,
     To: `<${d.env.sender}>`,
-    Subject: failed ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)',
+    Subject: failed ? 'Undelivered Mail Returned to Sender' : d.kind === 'delay' ? 'Delayed Mail (still being retried)' : 'Successful Mail Delivery Report',
     Date: rfc5322Date(d.now),
     'Message-ID': `<${d.messageId}@${d.hostname}>`,
     'Auto-Submitted': 'auto-replied',
@@ -44,7 +44,9 @@ export function composeDsn(d: DsnInput): Promise<Buffer> {
     '',
     failed
       ? "I'm sorry to have to inform you that your message could not be delivered to one or more recipients."
-      : 'Your message could not be delivered yet. It will be retried; you do not need to send it again.',
+      : d.kind === 'delay'
+        ? 'Your message could not be delivered yet. It will be retried; you do not need to send it again.'
+        : 'Your message was relayed to the next mail system, which cannot confirm delivery itself.',
     ...(d.nextTry ? ['', `The message is ${d.nextTry}.`] : []),
     '',
     ...d.notices.map((n) => `<${n.address}>: ${n.remoteMta ? `host ${n.remoteMta} said: ` : ''}${n.diagnostic}`),

@@ -40,6 +40,7 @@ export class SessionError extends Error {
 type Conn = InstanceType<typeof SMTPConnection> & {
   secure: boolean;
   _supportedAuth?: string[];
+  _supportedExtensions?: string[];
   _envelope?: { accepted?: string[]; rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }> };
 };
 
@@ -58,6 +59,11 @@ function asSessionError(err: unknown, stage: SessionError['stage']): SessionErro
 export class SmtpSession {
   /** The connection cannot carry another message (closed, or a failed RSET). */
   broken = false;
+
+  /** The server offers DSN (RFC 3461): NOTIFY and ORCPT go on with the message. */
+  get supportsDsn(): boolean {
+    return (this.conn._supportedExtensions ?? []).includes('DSN');
+  }
 
   private constructor(private readonly conn: Conn, readonly target: Target, readonly secure: boolean, readonly authenticated: boolean) {}
 

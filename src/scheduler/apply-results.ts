@@ -14,12 +14,16 @@ export interface AttemptResult {
   text: string;
   /** `host [ip]` that answered, or the reason no host did. */
   relay?: string;
+  /** The next hop took the DSN request on (it offers DSN): notices of success are its job. */
+  dsnPassed?: boolean;
 }
+
+export type NoticeKind = 'failure' | 'delay' | 'success';
 
 export interface Notice {
   address: string;
   orcpt?: string;
-  action: 'failed' | 'delayed';
+  action: 'failed' | 'delayed' | 'relayed';
   status: string;
   diagnostic: string;
   remoteMta?: string;
@@ -27,9 +31,10 @@ export interface Notice {
 
 export interface Applied {
   env: Envelope;
-  /** Recipients that now need a failure notice, and (once) a delay warning. */
+  /** Recipients that now need a failure notice, (once) a delay warning, or a "relayed" notice (NOTIFY=SUCCESS). */
   failed: Notice[];
   delayed: Notice[];
+  relayed: Notice[];
   /** No recipient is pending any more. */
   done: boolean;
 }
@@ -50,6 +55,7 @@ export function wants(r: Recipient, kind: 'FAILURE' | 'DELAY' | 'SUCCESS'): bool
 export function applyResults(env: Envelope, results: readonly AttemptResult[], c: Clocks): Applied {
   const byAddress = new Map(results.map((r) => [r.address, r]));
   const failed: Notice[] = [];
+  const relayed: Notice[] = [];
   const stamp = new Date(c.now).toISOString();
   let deferredAny = false;
   const recipients = env.recipients.map((r): Recipient => {
@@ -61,6 +67,10 @@ export function applyResults(env: Envelope, results: readonly AttemptResult[], c
       failed.push({ address: r.address, orcpt: r.orcpt, action: 'failed', status: enhancedCode(res.code, res.text), diagnostic: reply, remoteMta: res.relay });
     }
     if (outcome === 'deferred') deferredAny = true;
+    // RFC 3461 §4.2: a next hop without DSN cannot report success: we say "relayed"
+    if (outcome === 'delivered' && !res.dsnPassed && wants(r, 'SUCCESS')) {
+      relayed.push({ address: r.address, orcpt: r.orcpt, action: 'relayed', status: enhancedCode(res.code, res.text), diagnostic: reply, remoteMta: res.relay });
+    }
     return { ...r, state: outcome === 'deferred' ? 'pending' : outcome, lastReply: reply, updated: stamp };
   });
   const attempts = env.attempts + 1;
@@ -98,6 +108,7 @@ export function applyResults(env: Envelope, results: readonly AttemptResult[], c
     env: next,
     failed: failed.filter((n) => wants(env.recipients.find((r) => r.address === n.address)!, 'FAILURE')),
     delayed: delayed.filter((n) => wants(env.recipients.find((r) => r.address === n.address)!, 'DELAY')),
+    relayed,
     done: !next.recipients.some((r) => r.state === 'pending'),
   };
 }

@@ -21,7 +21,7 @@ import { matches, type Selection } from '../queue/select.js';
 import { domainOf } from '../intake/address.js';
 import { route as routeOf, type Route, type RouteTable } from '../routing/route.js';
 import { mayAttempt, type Trigger } from '../routing/may-attempt.js';
-import { applyResults, type AttemptResult, type Notice } from './apply-results.js';
+import { applyResults, type AttemptResult, type Notice, type NoticeKind } from './apply-results.js';
 import { isDue } from './next-attempt.js';
 import { enhancedCode, outcomeOf } from '../delivery/classify.js';
 import type { Deliverer, Job } from '../delivery/deliverer.js';
@@ -82,7 +82,7 @@ export interface RunnerDeps {
   log: Logger;
   now: () => number;
   /** Queues a notice (DSN) about env to its sender. */
-  notify: (env: Envelope, notices: Notice[], kind: 'failure' | 'delay') => Promise<void>;
+  notify: (env: Envelope, notices: Notice[], kind: NoticeKind) => Promise<void>;
 }
 
 interface HopState {
@@ -324,7 +324,7 @@ export class QueueRunner {
       else if (o === 'failed') summary.failed++;
       else summary.deferred++;
     }
-    for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed]] as const) {
+    for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed], ['success', applied.relayed]] as const) {
       if (!notices.length) continue;
       if (env.sender === '') {
         this.deps.log.warn({ qid: env.id, to: notices.map((n) => n.address), kind }, 'notice about a message with the null sender: dropped (never bounce a bounce)');

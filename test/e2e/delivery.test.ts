@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir, writeConfig, startDaemon, runCli, type Daemon } from '../helpers/daemon.js';
-import { sendMail } from '../helpers/smtp-client.js';
+import { RawSmtp, sendMail } from '../helpers/smtp-client.js';
 import { startSink, closedPort, type Sink } from '../helpers/sink.js';
 import { gateway as runGateway } from '../helpers/gateway.js';
 
@@ -294,4 +294,41 @@ test('a changed mailertable and SIGHUP reload the routes without a restart', asy
     assert.equal(one.messages.length, 1, 'the old routes stay when the new file is bad');
   }, [one, two]);
   await fs.rm(dir, { recursive: true, force: true });
+});
+
+test('NOTIFY=SUCCESS: a next hop without DSN makes us send a "relayed" notice; one with DSN gets NOTIFY passed on', async () => {
+  const box = await startSink();
+  const old = await startSink({ noDsn: true });
+  const modern = await startSink();
+  await gateway({
+    routes: [
+      { domain: 'office.example', relay: `[127.0.0.1]:${box.port}` },
+      { domain: 'old.example', relay: `[127.0.0.1]:${old.port}` },
+      { domain: 'new.example', relay: `[127.0.0.1]:${modern.port}` },
+    ],
+  }, async (d) => {
+    const send = async (to: string) => {
+      const c = await RawSmtp.connect(d.port);
+      try {
+        await c.reply();
+        await c.cmd('EHLO client.test');
+        await c.cmd('MAIL FROM:<alice@office.example> ENVID=S1');
+        assert.equal((await c.cmd(`RCPT TO:<${to}> NOTIFY=SUCCESS`)).code, 250);
+        await c.cmd('DATA');
+        c.write(`${MSG('success')}.\r\n`);
+        assert.equal((await c.reply()).code, 250);
+      } finally {
+        c.close();
+      }
+    };
+    await send('x@old.example');
+    await old.waitMessages(1);
+    await box.waitMessages(1);
+    assert.match(box.messages[0].body, /Action: relayed/);
+    assert.match(box.messages[0].body, /Final-Recipient: rfc822; x@old\.example/);
+    await send('y@new.example');
+    await modern.waitMessages(1);
+    await d.waitLog((l) => l.msg === 'delivered' && l.to === 'y@new.example', 'delivered to the DSN-capable hop');
+    assert.equal(box.messages.length, 1, 'no notice when the next hop offers DSN');
+  }, [box, old, modern]);
 });

@@ -31,6 +31,8 @@ export interface SinkOptions {
   refuseFirst?: number;
   /** Answer DATA only once this promise resolves (a slow next hop). */
   holdData?: Promise<void>;
+  /** Do not offer DSN (RFC 3461) in EHLO. */
+  noDsn?: boolean;
 }
 
 export interface Sink {
@@ -66,7 +68,7 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     disableReverseLookup: true,
     // replies carry the enhanced codes the test scripts, nothing added
     hideENHANCEDSTATUSCODES: true,
-    hideDSN: false,
+    hideDSN: Boolean(o.noDsn),
     logger: false,
     closeTimeout: 1000,
     onConnect(session, cb) {

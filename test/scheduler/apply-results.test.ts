@@ -70,3 +70,14 @@ test('applyResults(): clocks run from the first attempt, so a long link outage d
     { now: monday + 5 * 3_600_000, minQueueAge: 30 * 60_000, queueWarn: 4 * 3_600_000, queueReturn: 2 * 86_400_000 });
   assert.equal(later.delayed.length, 1, 'the warning comes 4 h after the first window');
 });
+
+test('applyResults(): NOTIFY=SUCCESS gets a "relayed" notice only when the next hop could not take the request on', () => {
+  const e = env({ recipients: [{ address: 'a@x.example', state: 'pending', notify: ['SUCCESS', 'FAILURE'] }, { address: 'b@x.example', state: 'pending' }] });
+  const plain = applyResults(e, [
+    { address: 'a@x.example', code: 250, text: '2.0.0 ok', relay: 'mx [127.0.0.1]', dsnPassed: false },
+    { address: 'b@x.example', code: 250, text: '2.0.0 ok', dsnPassed: false },
+  ], clocks(T0));
+  assert.deepEqual(plain.relayed.map((n) => [n.address, n.action, n.status]), [['a@x.example', 'relayed', '2.0.0']]);
+  const passed = applyResults(e, [{ address: 'a@x.example', code: 250, text: '2.0.0 ok', dsnPassed: true }], clocks(T0));
+  assert.deepEqual(passed.relayed, [], 'a DSN-capable next hop reports success itself');
+});
