@@ -12,6 +12,8 @@ import { runSendmail } from './sendmail.js';
 import { runEtrn, runHold, runLink, runQuarantine, runRelease, runStatus } from './admin.js';
 import { runFlush } from './flush.js';
 import type { Config } from '../config/schema.js';
+import type { ClassicMaps } from '../config/load.js';
+import { runRoute } from './route.js';
 
 const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   start                      run the gateway in the foreground
@@ -20,13 +22,14 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   hold ID... | release ID...
   quarantine -Q REASON (ID... | -qR/-qS/-qI STR)     -Q "" releases
   flush [-qR|-qS|-qI STR] [-qG GROUP] [-v] [--wait] [--dry-run]   run the matching mail now
+  route [--json] ADDRESS...  where each address goes (no DNS lookup; sendmail -bt)
   link up [--iface IF] | link down   tell the gateway about the link (PPP hooks)
   etrn [--relay HOST[:PORT]] DOMAIN...   send ETRN now
   status [--json]
   check-config               validate the configuration and the files it names
 `;
 
-type Command = (config: Config, argv: string[]) => Promise<number>;
+type Command = (config: Config, argv: string[], maps: ClassicMaps) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   sendmail: runSendmail,
@@ -36,6 +39,7 @@ const COMMANDS: Record<string, Command> = {
   quarantine: runQuarantine,
   status: runStatus,
   flush: runFlush,
+  route: runRoute,
   link: runLink,
   etrn: runEtrn,
 };
@@ -92,8 +96,8 @@ export async function main(argv: readonly string[], invokedAs: string): Promise<
     }
     const run = COMMANDS[command];
     if (!run) throw new UsageError(`Unknown command "${command}"\n${USAGE}`);
-    const { config } = await loadAll(file);
-    return await run(config, args);
+    const { config, maps } = await loadAll(file);
+    return await run(config, args, maps);
   } catch (err) {
     const code = exitCodeOf(err);
     if (err instanceof ConfigError) {

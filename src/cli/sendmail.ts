@@ -20,6 +20,8 @@ import { checkArgument, composeLocalSubmission, qualify } from '../intake/local-
 import { isValidMailbox } from '../intake/address.js';
 import { runMailq } from './mailq.js';
 import { runFlush } from './flush.js';
+import { runAddressTest } from './route.js';
+import type { ClassicMaps } from '../config/load.js';
 
 /** Options that take a value (sendmail's getopt string); `q` takes an optional one. */
 const WITH_VALUE = new Set(['A', 'B', 'b', 'C', 'd', 'e', 'F', 'f', 'h', 'L', 'N', 'O', 'o', 'p', 'Q', 'R', 'r', 'V', 'X']);
@@ -30,7 +32,7 @@ export interface SendmailOptions {
   ignoreDots: boolean;
   from?: string;
   fullName?: string;
-  mode: 'deliver' | 'list' | 'flush' | 'smtp';
+  mode: 'deliver' | 'list' | 'flush' | 'smtp' | 'test';
   verbose: boolean;
   notify?: string[];
   ret?: 'FULL' | 'HDRS';
@@ -94,6 +96,7 @@ function applyValueOption(o: SendmailOptions, opt: string, value: string, after:
       if (value === 'm') o.mode = 'deliver';
       else if (value === 'p') { o.mode = 'list'; o.listArgs = after; }
       else if (value === 's') o.mode = 'smtp';
+      else if (value === 't') o.mode = 'test';
       else throw new UsageError(`sendmail: -b${value} is not supported`);
       return;
     case 'N': {
@@ -143,8 +146,9 @@ function currentUser(): { name: string; uid: number } {
   }
 }
 
-export async function runSendmail(config: Config, argv: string[]): Promise<number> {
+export async function runSendmail(config: Config, argv: string[], maps: ClassicMaps): Promise<number> {
   const o = parseSendmailArgs(argv);
+  if (o.mode === 'test') return runAddressTest(config, maps);
   if (o.mode === 'list') return runMailq(config, o.listArgs);
   if (o.mode === 'smtp') throw new UsageError('sendmail: -bs is not supported yet');
   if (o.mode === 'flush') return runFlush(config, [...o.listArgs.filter((a) => a !== '-q'), ...(o.verbose ? ['-v'] : [])]);
