@@ -40,7 +40,7 @@ import type { Notice, NoticeKind } from './scheduler/apply-results.js';
 import { LinkState } from './link/link-state.js';
 import { InterfaceWatcher } from './link/interface-watcher.js';
 import { runLinkCommand } from './link/dialer.js';
-import { Windows } from './scheduler/windows.js';
+import { Windows, type WindowRecord } from './scheduler/windows.js';
 import { sendEtrn, type EtrnResult } from './etrn/etrn-client.js';
 import { EtrnServer } from './etrn/etrn-server.js';
 import { domainOf } from './intake/address.js';
@@ -56,6 +56,20 @@ const STOP_GRACE = 30_000;
 export interface DaemonHandle {
   log: Logger;
   stop(): Promise<void>;
+  /** One operator window, as `quietlink flush --wait` would ask for. */
+  flush(selection: Selection, onEvent?: (e: RunEvent) => void): Promise<WindowRecord>;
+  /** Messages left in the queue (every state but corrupt). */
+  remaining(): Promise<number>;
+}
+
+/**
+ * Daemonless use (SPEC §11 "No daemon at all", `flush --spool DIR`): the same
+ * gateway without listeners, timers or a start-up run; its control socket in
+ * the spool is the lock that keeps two runs apart. Logs go to stderr.
+ */
+export interface StandaloneOptions {
+  spool?: string;
+  logLevel?: string;
 }
 
 function ids(args: Record<string, unknown>) {
@@ -77,9 +91,21 @@ async function systemNameservers(ownListen: readonly string[]): Promise<string[]
   return [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]).filter((ip) => !own.has(ip));
 }
 
-export async function startDaemon(configFile: string): Promise<DaemonHandle> {
+export async function startDaemon(configFile: string, standalone?: StandaloneOptions): Promise<DaemonHandle> {
   let { config, maps } = await loadAll(configFile);
-  const log = createDaemonLogger(config.log.level);
+  if (standalone) {
+    config = {
+      ...config,
+      spool: standalone.spool ?? config.spool,
+      // the one window of the run delivers; maildrop pickup only queues
+      deliveryMode: 'queue',
+      smtp: { ...config.smtp, listen: [] },
+      dns: { ...config.dns, listen: [] },
+      flush: { ...config.flush, cron: [], interval: 0 },
+      queue: { ...config.queue, groups: config.queue.groups.map((g) => ({ ...g, interval: undefined })) },
+    };
+  }
+  const log = createDaemonLogger(standalone ? standalone.logLevel ?? 'warn' : config.log.level, standalone ? 2 : 1);
   const now = Date.now;
   const newId = createIdGenerator(now);
   await fsp.mkdir(config.spool, { recursive: true, mode: 0o750 });
@@ -266,7 +292,8 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
         return runner.run({ trigger: { kind: 'flush', names: selection.selectors.length > 0 }, selection, dryRun: true, assumeLink: true });
       }
       const window = windows.request({ cause: 'operator', selection, onEvent: args.verbose ? (e: RunEvent) => emit(e) : undefined });
-      if (!args.wait && !args.verbose) {
+      // a daemonless run answers a second flush only when its window is over: that one waits its turn
+      if (!args.wait && !args.verbose && !standalone) {
         window.catch((err) => log.error({ err: (err as Error).message }, 'flush failed'));
         return { started: true };
       }
@@ -350,10 +377,15 @@ export async function startDaemon(configFile: string): Promise<DaemonHandle> {
     (err) => log.error({ err: (err as Error).message }, 'sweeping leftovers failed'),
   );
   // what was waiting for deliveryMode's "at once" when the daemon stopped goes now
-  void runner.run({ trigger: { kind: 'intake' } }).catch((err) => log.error({ err: (err as Error).message }, 'start-up run failed'));
+  if (!standalone) void runner.run({ trigger: { kind: 'intake' } }).catch((err) => log.error({ err: (err as Error).message }, 'start-up run failed'));
 
   return {
     log,
+    flush: (selection, onEvent) => windows.request({ cause: 'operator', selection, onEvent }),
+    async remaining() {
+      const c = await queue.counts();
+      return c.queued + c.held + c.quarantined;
+    },
     async stop() {
       log.info('stopping: no new connections, finishing sessions in flight');
       for (const t of timers) clearInterval(t);

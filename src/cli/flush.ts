@@ -7,8 +7,10 @@
  * would be attempted and where it would go.
  */
 import type { Config } from '../config/schema.js';
-import { controlRequest } from '../control/client.js';
-import { EX, UsageError } from '../errors.js';
+import path from 'node:path';
+import { controlRequest, DaemonNotRunningError } from '../control/client.js';
+import { EX, UsageError, UnavailableError } from '../errors.js';
+import type { Selection } from '../queue/select.js';
 import type { RunEvent, RunSummary } from '../scheduler/queue-runner.js';
 import type { WindowRecord } from '../scheduler/windows.js';
 import type { EtrnResult } from '../etrn/etrn-client.js';
@@ -22,16 +24,62 @@ export function formatEvent(e: RunEvent): string {
   }
 }
 
-export async function runFlush(config: Config, argv: string[]): Promise<number> {
+/**
+ * No daemon (or `--spool DIR`): this process runs the gateway's queue once
+ * itself, in the foreground, holding the spool's lock (its control socket),
+ * then exits 0 when nothing is left waiting, 75 when something is.
+ */
+async function flushStandalone(configFile: string, spool: string | undefined, selection: Selection, verbose: boolean): Promise<number> {
+  const { startDaemon } = await import('../daemon.js');
+  let gw;
+  try {
+    gw = await startDaemon(configFile, { spool, logLevel: verbose ? 'info' : 'warn' });
+  } catch (err) {
+    if (err instanceof UnavailableError) {
+      throw new UnavailableError(`flush: ${spool ? `${spool} is the spool of a running daemon or of another flush` : 'another queue run holds the lock'}; try again later`, { exitCode: EX.TEMPFAIL });
+    }
+    throw err;
+  }
+  try {
+    const w = await gw.flush(selection, verbose ? (e) => process.stdout.write(`${formatEvent(e)}\n`) : undefined);
+    process.stdout.write(`window (${w.cause}, no daemon): ${w.delivered} delivered, ${w.deferred} deferred, ${w.failed} failed, ${w.waiting} waiting for the link, ${w.connections} connections${w.linkOpen ? '' : ', link down'}\n`);
+    if (w.etrn) process.stdout.write(formatEtrn(w.etrn));
+    const left = spool ? await gw.remaining() : 0;
+    return w.deferred > 0 || w.waiting > 0 || left > 0 ? EX.TEMPFAIL : EX.OK;
+  } finally {
+    await gw.stop();
+  }
+}
+
+export async function runFlush(config: Config, argv: string[], _maps?: unknown, configFile?: string): Promise<number> {
   // `-q` and sendmail's `-q30m` (an interval: here, one run now) select nothing
   const { selection, rest } = extractSelection(argv.filter((a) => !/^-q(\d+[smhdw]?)*$/.test(a)));
   const f = takeFlags(rest, ['-v', '--wait', '--dry-run']);
+  let spool: string | undefined;
+  const at = rest.indexOf('--spool');
+  if (at >= 0) {
+    spool = rest[at + 1];
+    if (!spool) throw new UsageError('flush: --spool needs a directory');
+    rest.splice(at, 2);
+    spool = path.resolve(spool);
+  }
   rejectUnknownFlags(rest, 'flush');
   if (rest.length) throw new UsageError(`flush: unexpected argument ${rest[0]}`);
+  if (spool) {
+    if (spool === config.spool) throw new UsageError('flush: --spool names the configured spool; use plain flush');
+    return flushStandalone(configFile!, spool, selection, f['-v']);
+  }
   const wait = f['--wait'] || f['-v'];
-  const result = (await controlRequest(config.spool, 'flush', { selection, wait, verbose: f['-v'], dryRun: f['--dry-run'] }, (e) => {
-    process.stdout.write(`${formatEvent(e as RunEvent)}\n`);
-  })) as RunSummary | WindowRecord | { started: true };
+  let result: RunSummary | WindowRecord | { started: true };
+  try {
+    result = (await controlRequest(config.spool, 'flush', { selection, wait, verbose: f['-v'], dryRun: f['--dry-run'] }, (e) => {
+      process.stdout.write(`${formatEvent(e as RunEvent)}\n`);
+    })) as RunSummary | WindowRecord | { started: true };
+  } catch (err) {
+    // no daemon at all (SPEC §11): this process runs the queue once itself
+    if (err instanceof DaemonNotRunningError && !f['--dry-run'] && configFile) return flushStandalone(configFile, undefined, selection, f['-v']);
+    throw err;
+  }
   if ('started' in result) {
     process.stdout.write('flush started\n');
     return EX.OK;

@@ -29,7 +29,7 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   check-config               validate the configuration and the files it names
 `;
 
-type Command = (config: Config, argv: string[], maps: ClassicMaps) => Promise<number>;
+type Command = (config: Config, argv: string[], maps: ClassicMaps, configFile: string) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   sendmail: runSendmail,
@@ -97,7 +97,7 @@ export async function main(argv: readonly string[], invokedAs: string): Promise<
     const run = COMMANDS[command];
     if (!run) throw new UsageError(`Unknown command "${command}"\n${USAGE}`);
     const { config, maps } = await loadAll(file);
-    return await run(config, args, maps);
+    return await run(config, args, maps, file);
   } catch (err) {
     const code = exitCodeOf(err);
     if (err instanceof ConfigError) {

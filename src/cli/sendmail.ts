@@ -146,12 +146,12 @@ function currentUser(): { name: string; uid: number } {
   }
 }
 
-export async function runSendmail(config: Config, argv: string[], maps: ClassicMaps): Promise<number> {
+export async function runSendmail(config: Config, argv: string[], maps: ClassicMaps, configFile?: string): Promise<number> {
   const o = parseSendmailArgs(argv);
   if (o.mode === 'test') return runAddressTest(config, maps);
   if (o.mode === 'list') return runMailq(config, o.listArgs);
   if (o.mode === 'smtp') throw new UsageError('sendmail: -bs is not supported yet');
-  if (o.mode === 'flush') return runFlush(config, [...o.listArgs.filter((a) => a !== '-q'), ...(o.verbose ? ['-v'] : [])]);
+  if (o.mode === 'flush') return runFlush(config, [...o.listArgs.filter((a) => a !== '-q'), ...(o.verbose ? ['-v'] : [])], maps, configFile);
   const user = currentUser();
   let sender = o.from === undefined ? `${user.name}@${config.hostname}` : o.from.replace(/^<(.*)>$/, '$1');
   if (sender !== '') sender = qualify(sender, config.hostname);

@@ -7,10 +7,11 @@ import pino, { type Logger } from 'pino';
 
 export type { Logger };
 
-export function createDaemonLogger(level: string): Logger {
+/** JSON lines to stdout (the daemon), or to stderr (a daemonless run, whose stdout is the report). */
+export function createDaemonLogger(level: string, dest: 1 | 2 = 1): Logger {
   return pino(
     { level, base: { svc: 'quietlink' }, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ dest: 1, sync: false }),
+    pino.destination({ dest, sync: false }),
   );
 }
 
