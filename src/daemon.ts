@@ -140,11 +140,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   });
   const deliverer = new Deliverer({
     hostname: config.hostname,
-    timeouts: {
-      connect: config.timeout.connect,
-      helo: config.timeout.helo,
-      command: Math.max(config.timeout.mail, config.timeout.rcpt, config.timeout.datainit, config.timeout.datablock, config.timeout.datafinal),
-    },
+    timeouts: { ...config.timeout, command: config.timeout.mail },
     authinfo: () => maps.authinfo,
     resolver,
     log,

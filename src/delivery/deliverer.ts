@@ -70,13 +70,14 @@ function transactions(rcpts: readonly Recipient[]): Recipient[][] {
 export class Deliverer {
   constructor(private readonly deps: DelivererDeps) {}
 
-  private async open(targets: readonly Target[], opts: HopOptions): Promise<SmtpSession> {
+  private async open(targets: readonly Target[], opts: HopOptions, firstConnection = false): Promise<SmtpSession> {
     let last: SessionError | null = null;
     for (const t of targets) {
       try {
         return await SmtpSession.open(t, {
           hostname: this.deps.hostname,
           timeouts: this.deps.timeouts,
+          firstConnection,
           authinfo: authFor(this.deps.authinfo(), t),
           onEvent: opts.onEvent,
         });
@@ -113,10 +114,12 @@ export class Deliverer {
       }
       return { results, broken: false };
     } catch (err) {
-      // the connection broke mid-transaction: this message waits, the next gets a new connection
+      // the connection broke or timed out mid-transaction: this message waits, the next gets a new connection
+      const timedOut = ((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code) === 'ETIMEDOUT';
+      const text = timedOut ? `4.4.2 Timeout waiting for reply to ${session.phase} from ${relay}` : `4.4.2 Connection to ${relay} lost: ${(err as Error).message}`;
       session.close();
       const done = new Set(results.map((r) => r.address));
-      for (const r of job.rcpts) if (!done.has(r.address)) results.push({ address: r.address, code: 451, text: `4.4.2 Connection to ${relay} lost: ${(err as Error).message}`, relay });
+      for (const r of job.rcpts) if (!done.has(r.address)) results.push({ address: r.address, code: 451, text, relay });
       return { results, broken: true };
     }
   }
@@ -149,9 +152,10 @@ export class Deliverer {
     let alive = 0;
     /** The first network failure of a link route may only mean the line is still dialing (DialDelay). */
     const open = async (): Promise<SmtpSession> => {
+      const first = firstPacket === undefined;
       firstPacket ??= Date.now();
       try {
-        return await this.open(targets, opts);
+        return await this.open(targets, opts, first);
       } catch (err) {
         const e = err as SessionError;
         if (!opts.dialDelay || e.code !== 0) throw err;

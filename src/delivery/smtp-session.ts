@@ -13,10 +13,17 @@ import type { Readable } from 'node:stream';
 import type { AuthinfoEntry } from '../config/classic-files.js';
 import type { Target } from './resolver.js';
 
+/** sendmail's Timeout.* for outbound SMTP (SPEC §12 `timeout`), in ms. */
 export interface Timeouts {
+  iconnect: number;
   connect: number;
   helo: number;
-  /** Idle time allowed while waiting for any reply (the longest of mail/rcpt/data*). */
+  mail: number;
+  rcpt: number;
+  datainit: number;
+  datablock: number;
+  datafinal: number;
+  /** Any other command (RSET, QUIT, STARTTLS, AUTH). */
   command: number;
 }
 
@@ -39,6 +46,13 @@ export class SessionError extends Error {
 
 type Conn = InstanceType<typeof SMTPConnection> & {
   secure: boolean;
+  _socket?: { setTimeout(ms: number): void };
+  _sendCommand(str: string, logStr?: string): void;
+  _processResponse(): unknown;
+  _responseQueue: unknown[];
+  _createSendStream(cb: unknown): NodeJS.EventEmitter;
+  /** What the connection waits for now, for the timeout's reason. */
+  _qlPhase?: string;
   _supportedAuth?: string[];
   _supportedExtensions?: string[];
   _envelope?: { accepted?: string[]; rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }> };
@@ -67,7 +81,60 @@ export class SmtpSession {
 
   private constructor(private readonly conn: Conn, readonly target: Target, readonly secure: boolean, readonly authenticated: boolean) {}
 
-  static open(target: Target, opts: { hostname: string; timeouts: Timeouts; authinfo?: AuthinfoEntry; onEvent?: (e: SessionEvent) => void }): Promise<SmtpSession> {
+  /** What the connection waited for when it timed out (MAIL, RCPT, DATA, the data, the end of data). */
+  get phase(): string {
+    return this.conn._qlPhase ?? 'the greeting';
+  }
+
+  /**
+   * Each step gets its own timeout (sendmail's Timeout.mail, .rcpt, .datainit,
+   * .datablock, .datafinal): nodemailer knows one idle timeout, so it is set
+   * anew before each command and around the data.
+   */
+  private static phaseTimeouts(conn: Conn, t: Timeouts): void {
+    // commands waiting for their reply, oldest first: with PIPELINING, MAIL, RCPT and DATA go
+    // out together and the one the server stalls on is the oldest unanswered
+    const waiting: Array<[string, number]> = [];
+    const arm = () => {
+      const head = waiting[0];
+      if (!head) return;
+      conn._qlPhase = head[0];
+      conn._socket?.setTimeout(head[1]);
+    };
+    const send = conn._sendCommand.bind(conn);
+    conn._sendCommand = (str: string, logStr?: string) => {
+      const verb = String(str).split(/[ :]/)[0].toUpperCase();
+      waiting.push(verb === 'MAIL' ? ['MAIL', t.mail] : verb === 'RCPT' ? ['RCPT', t.rcpt] : verb === 'DATA' ? ['DATA', t.datainit]
+        : verb === 'EHLO' || verb === 'HELO' ? [verb, t.helo] : [verb, t.command]);
+      if (waiting.length === 1) arm();
+      send(str, logStr);
+    };
+    const processResponse = conn._processResponse.bind(conn);
+    conn._processResponse = () => {
+      const before = conn._responseQueue.length;
+      const r = processResponse();
+      // a whole reply was taken off the queue: its command is answered
+      if (conn._responseQueue.length < before && waiting.length) {
+        waiting.shift();
+        arm();
+      }
+      return r;
+    };
+    const stream = conn._createSendStream.bind(conn);
+    conn._createSendStream = (cb: unknown) => {
+      const s = stream(cb);
+      waiting.length = 0;
+      conn._qlPhase = 'the data';
+      conn._socket?.setTimeout(t.datablock);
+      s.once('end', () => {
+        conn._qlPhase = 'the end of data';
+        conn._socket?.setTimeout(t.datafinal);
+      });
+      return s;
+    };
+  }
+
+  static open(target: Target, opts: { hostname: string; timeouts: Timeouts; firstConnection?: boolean; authinfo?: AuthinfoEntry; onEvent?: (e: SessionEvent) => void }): Promise<SmtpSession> {
     const conn = new SMTPConnection({
       host: target.ip,
       port: target.port,
@@ -76,7 +143,7 @@ export class SmtpSession {
       secure: false,
       opportunisticTLS: true,
       tls: { rejectUnauthorized: false },
-      connectionTimeout: opts.timeouts.connect,
+      connectionTimeout: opts.firstConnection ? opts.timeouts.iconnect : opts.timeouts.connect,
       greetingTimeout: opts.timeouts.helo,
       socketTimeout: opts.timeouts.command,
       allowInternalNetworkInterfaces: true,
@@ -84,13 +151,17 @@ export class SmtpSession {
       debug: Boolean(opts.onEvent),
       logger: opts.onEvent ? dialogueLogger(opts.onEvent) : false,
     } as ConstructorParameters<typeof SMTPConnection>[0]) as Conn;
+    SmtpSession.phaseTimeouts(conn, opts.timeouts);
     return new Promise((resolve, reject) => {
       let done = false;
       const fail = (err: unknown, stage: SessionError['stage']) => {
         if (done) return;
         done = true;
         conn.close();
-        reject(asSessionError(err, stage));
+        const e = asSessionError(err, stage);
+        if ((err as { code?: string }).code === 'ETIMEDOUT') {
+          reject(new SessionError(e.message, 0, `Timeout waiting for reply to ${conn._qlPhase ?? 'the greeting'}`, stage, { cause: err }));
+        } else reject(e);
       };
       conn.once('error', (err) => fail(err, 'connect'));
       conn.connect((err?: Error) => {

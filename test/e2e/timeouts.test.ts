@@ -1,0 +1,85 @@
+/**
+ * Outbound timeouts (sendmail's Timeout.helo, .mail, .rcpt, .datainit,
+ * .datafinal): a next hop that stalls at one step makes a deferral whose
+ * reason names the step. Each next hop is a raw loopback server scripted
+ * to stop answering at its step.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { runCli } from '../helpers/daemon.js';
+import { gateway } from '../helpers/gateway.js';
+import { sendMail } from '../helpers/smtp-client.js';
+
+type Step = 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'FINAL';
+
+async function stallingServer(step: Step): Promise<{ port: number; close(): Promise<void> }> {
+  const socks = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    socks.add(sock);
+    sock.on('error', () => undefined);
+    sock.on('close', () => socks.delete(sock));
+    sock.write('220 stall.test ESMTP\r\n');
+    let buf = '';
+    let inData = false;
+    let stalled = false;
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      // once stalled, the server answers nothing more, as a hung server would
+      for (; !stalled;) {
+        if (inData) {
+          const end = buf.indexOf('\r\n.\r\n');
+          if (end < 0) return;
+          buf = buf.slice(end + 5);
+          inData = false;
+          if (step === 'FINAL') stalled = true;
+          else sock.write('250 2.0.0 queued\r\n');
+          continue;
+        }
+        const nl = buf.indexOf('\r\n');
+        if (nl < 0) return;
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 2);
+        const verb = line.split(/[ :]/)[0].toUpperCase();
+        if (verb === step) {
+          stalled = true;
+          continue;
+        }
+        if (verb === 'EHLO') sock.write('250-stall.test\r\n250 PIPELINING\r\n');
+        else if (verb === 'DATA') {
+          inData = true;
+          sock.write('354 go ahead\r\n');
+        } else if (verb === 'QUIT') sock.end('221 bye\r\n');
+        else sock.write('250 2.0.0 ok\r\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => new Promise<void>((r) => {
+      for (const s of socks) s.destroy();
+      server.close(() => r());
+    }),
+  };
+}
+
+test('a next hop that stalls at EHLO, MAIL, RCPT, DATA or the end of data is deferred with that step as the reason', { timeout: 60_000 }, async () => {
+  const steps: Step[] = ['EHLO', 'MAIL', 'RCPT', 'DATA', 'FINAL'];
+  const servers = await Promise.all(steps.map(stallingServer));
+  await gateway({ lanNetworks: ['127.0.0.0/8'], link: { mode: 'demand' }, deliveryMode: 'queue' }, {
+    routes: steps.map((s, i) => ({ domain: `${s.toLowerCase()}.example`, relay: `[127.0.0.1]:${servers[i].port}` })),
+    timeout: { helo: '1s', mail: '1s', rcpt: '1s', datainit: '1s', datafinal: '1s' },
+  }, async (d, config) => {
+    for (const s of steps) assert.equal((await sendMail(d.port, 'a@office.example', [`x@${s.toLowerCase()}.example`], 'Subject: t\r\n\r\nx\r\n')).code, 250);
+    const f = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(f.code, 75, f.stdout);
+    const q = JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout) as { messages: Array<{ recipients: Array<{ address: string; lastReply?: string }> }> };
+    const reply = (s: string) => q.messages.flatMap((m) => m.recipients).find((r) => r.address === `x@${s.toLowerCase()}.example`)?.lastReply ?? '';
+    assert.match(reply('EHLO'), /^451 4\.4\.1 .*Timeout waiting for reply to EHLO/);
+    assert.match(reply('MAIL'), /^451 4\.4\.2 Timeout waiting for reply to MAIL/);
+    assert.match(reply('RCPT'), /^451 4\.4\.2 Timeout waiting for reply to RCPT/);
+    assert.match(reply('DATA'), /^451 4\.4\.2 Timeout waiting for reply to DATA/);
+    assert.match(reply('FINAL'), /^451 4\.4\.2 Timeout waiting for reply to the end of data/);
+  }, servers);
+});
