@@ -11,7 +11,7 @@ import { runCli } from '../helpers/daemon.js';
 import { gateway } from '../helpers/gateway.js';
 import { sendMail } from '../helpers/smtp-client.js';
 
-type Step = 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'FINAL';
+type Step = 'EHLO' | 'MAIL' | 'RCPT' | 'DATA' | 'FINAL' | 'BLOCK';
 
 async function stallingServer(step: Step): Promise<{ port: number; close(): Promise<void> }> {
   const socks = new Set<net.Socket>();
@@ -49,6 +49,11 @@ async function stallingServer(step: Step): Promise<{ port: number; close(): Prom
         else if (verb === 'DATA') {
           inData = true;
           sock.write('354 go ahead\r\n');
+          if (step === 'BLOCK') {
+            // stop reading: the client's data blocks pile up in the socket buffers
+            stalled = true;
+            sock.pause();
+          }
         } else if (verb === 'QUIT') sock.end('221 bye\r\n');
         else sock.write('250 2.0.0 ok\r\n');
       }
@@ -64,14 +69,17 @@ async function stallingServer(step: Step): Promise<{ port: number; close(): Prom
   };
 }
 
-test('a next hop that stalls at EHLO, MAIL, RCPT, DATA or the end of data is deferred with that step as the reason', { timeout: 60_000 }, async () => {
-  const steps: Step[] = ['EHLO', 'MAIL', 'RCPT', 'DATA', 'FINAL'];
+test('a next hop that stalls at EHLO, MAIL, RCPT, DATA, in the data or at the end of data is deferred with that step as the reason', { timeout: 60_000 }, async () => {
+  const steps: Step[] = ['EHLO', 'MAIL', 'RCPT', 'DATA', 'FINAL', 'BLOCK'];
   const servers = await Promise.all(steps.map(stallingServer));
   await gateway({ lanNetworks: ['127.0.0.0/8'], link: { mode: 'demand' }, deliveryMode: 'queue' }, {
     routes: steps.map((s, i) => ({ domain: `${s.toLowerCase()}.example`, relay: `[127.0.0.1]:${servers[i].port}` })),
-    timeout: { helo: '1s', mail: '1s', rcpt: '1s', datainit: '1s', datafinal: '1s' },
+    timeout: { helo: '1s', mail: '1s', rcpt: '1s', datainit: '1s', datablock: '1s', datafinal: '1s' },
+    smtp: { maxMessageSize: '32MB' },
   }, async (d, config) => {
-    for (const s of steps) assert.equal((await sendMail(d.port, 'a@office.example', [`x@${s.toLowerCase()}.example`], 'Subject: t\r\n\r\nx\r\n')).code, 250);
+    // the data of the BLOCK message is larger than the socket buffers can hold
+    const big = `Subject: big\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(24_000)}`;
+    for (const s of steps) assert.equal((await sendMail(d.port, 'a@office.example', [`x@${s.toLowerCase()}.example`], s === 'BLOCK' ? big : 'Subject: t\r\n\r\nx\r\n')).code, 250);
     const f = await runCli(['flush', '-c', config, '--wait']);
     assert.equal(f.code, 75, f.stdout);
     const q = JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout) as { messages: Array<{ recipients: Array<{ address: string; lastReply?: string }> }> };
@@ -81,5 +89,6 @@ test('a next hop that stalls at EHLO, MAIL, RCPT, DATA or the end of data is def
     assert.match(reply('RCPT'), /^451 4\.4\.2 Timeout waiting for reply to RCPT/);
     assert.match(reply('DATA'), /^451 4\.4\.2 Timeout waiting for reply to DATA/);
     assert.match(reply('FINAL'), /^451 4\.4\.2 Timeout waiting for reply to the end of data/);
+    assert.match(reply('BLOCK'), /^451 4\.4\.2 Timeout waiting for reply to the data/);
   }, servers);
 });
