@@ -14,7 +14,7 @@ import net from 'node:net';
 import fsp from 'node:fs/promises';
 import { isAscii } from 'node:buffer';
 import type { Logger } from 'pino';
-import { loadAll, loadClassicMaps, type ClassicMaps } from './config/load.js';
+import { loadAll } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { formatProblem, UsageError } from './errors.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
@@ -26,6 +26,7 @@ import { summarize } from './queue/summary.js';
 import type { Envelope } from './queue/envelope.js';
 import type { Selection } from './queue/select.js';
 import { SmtpIntake } from './intake/smtp-intake.js';
+import { openDomainsOf } from './intake/relay-policy.js';
 import { MaildropPickup } from './intake/maildrop-pickup.js';
 import { buildRouteTable, type RouteTable } from './routing/route.js';
 import { CachingResolver } from './dns/caching-resolver.js';
@@ -77,13 +78,6 @@ function ids(args: Record<string, unknown>) {
   return args.ids.map((s) => asQueueId(String(s)));
 }
 
-/** The domains anyone may send to: localDomains and the hold classes. */
-function openDomainsOf(config: Config, maps: ClassicMaps): Set<string> {
-  const open = new Set<string>(config.smtp.localDomains);
-  for (const cls of config.holdClasses) for (const d of maps.classes.get(cls) ?? []) open.add(d);
-  return open;
-}
-
 /** Nameservers of /etc/resolv.conf, when dns.upstream is empty (never our own listeners). */
 async function systemNameservers(ownListen: readonly string[]): Promise<string[]> {
   const text = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
@@ -115,7 +109,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log, now, journal });
   const startedAt = now();
   let table: RouteTable = buildRouteTable(config, maps.mailertable, maps.classes);
-  const openDomains = openDomainsOf(config, maps);
+  const openDomains = openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes);
 
   // the one DNS path of the gateway: the link-gated caching resolver (SPEC §6)
   let hostsMap: HostsMap = new Map();
@@ -223,8 +217,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
 
   const pickup = new MaildropPickup({ spool: config.spool, hostname: config.hostname, queue, log, now, onQueued: afterIntake });
-  const holdDomains = () => new Set(config.holdClasses.flatMap((c) => [...(maps.classes.get(c) ?? [])].map((d) => d.replace(/^\./, ''))));
-  const etrnServer = new EtrnServer({ config: () => config, holdDomains, queue, runner, log, now });
+  // the route table already holds the hold classes' domains (reloaded with it)
+  const etrnServer = new EtrnServer({ config: () => config, holdDomains: () => table.holdDomains, queue, runner, log, now });
   const intake = new SmtpIntake({
     config, openDomains, queue, log, newId, now, onQueued: afterIntake,
     onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, reply),
@@ -238,7 +232,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       maps = next.maps;
       table = buildRouteTable(config, maps.mailertable, maps.classes);
       openDomains.clear();
-      for (const d of openDomainsOf(config, maps)) openDomains.add(d);
+      for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
       log.info({ reason, routes: table.inline.size + table.mailertable.size }, 'routes reloaded');
     } catch (err) {
       const problems = (err as { problems?: Array<{ file: string; line: number; message: string }> }).problems;

@@ -13,6 +13,7 @@ import type { Selection } from '../queue/select.js';
 import { createCliLogger } from '../observability/logger.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 import { EX } from '../errors.js';
+import { DAYS, MONTHS, pad } from '../intake/received.js';
 import { listMaildrop, readMaildrop } from '../queue/maildrop.js';
 
 export async function readQueue(config: Config, selection: Selection): Promise<MessageSummary[]> {
@@ -27,13 +28,10 @@ export async function readQueue(config: Config, selection: Selection): Promise<M
   }
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 function qtime(iso: string): string {
   const d = new Date(iso);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  return `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
 /** sendmail's mailq layout; `!` marks held messages (as Postfix does). Pure. */

@@ -11,7 +11,7 @@ import type { ClassicMaps } from '../config/load.js';
 import { EX, UsageError } from '../errors.js';
 import { buildRouteTable, route } from '../routing/route.js';
 import { groupFor } from '../queue/groups.js';
-import { inDomainSet } from '../intake/relay-policy.js';
+import { inDomainSet, openDomainsOf } from '../intake/relay-policy.js';
 import { domainOf, isValidMailbox } from '../intake/address.js';
 import { qualify } from '../intake/local-submission.js';
 import { takeFlags } from './args.js';
@@ -36,8 +36,7 @@ export function routeReport(address: string, config: Config, maps: ClassicMaps):
   const table = buildRouteTable(config, maps.mailertable, maps.classes);
   const domain = domainOf(address);
   const r = route(domain, table);
-  const open = new Set<string>(config.smtp.localDomains);
-  for (const cls of config.holdClasses) for (const d of maps.classes.get(cls) ?? []) open.add(d);
+  const open = openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes);
   return {
     address, domain, via: r.via, key: r.key, mailer: r.mailer,
     hosts: r.hosts.map((h) => ({ host: h.host, port: h.port, mxLookup: h.mx })),

@@ -3,9 +3,9 @@
  * accepts (RFC 5321 §4.4), and RFC 5322 dates. Pure.
  */
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-const pad = (n: number) => String(n).padStart(2, '0');
+export const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+export const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+export const pad = (n: number) => String(n).padStart(2, '0');
 
 /** `Mon, 23 Nov 2026 18:00:00 +0000` (always UTC: no time-zone database needed). */
 export function rfc5322Date(ms: number): string {

@@ -14,6 +14,13 @@ export interface RelayPolicy {
   openDomains: ReadonlySet<string>;
 }
 
+/** The domains anyone may send to: localDomains and every domain of the hold classes. */
+export function openDomainsOf(localDomains: readonly string[], holdClasses: readonly string[], classes: ReadonlyMap<string, ReadonlySet<string>>): Set<string> {
+  const open = new Set<string>(localDomains);
+  for (const cls of holdClasses) for (const d of classes.get(cls) ?? []) open.add(d);
+  return open;
+}
+
 export function inDomainSet(domain: string, set: ReadonlySet<string>): boolean {
   let d = domain.toLowerCase();
   for (;;) {
