@@ -134,9 +134,13 @@ export class Windows {
     const startMs = this.deps.now();
     const cause = w.passes[0].cause;
     let dialed = false;
+    const needDns = Boolean(this.deps.prefetch) && (this.deps.mayNeedDns?.() ?? true);
+    /** What the window would send (one walk of the queue; a yes/no question stops at the first). */
+    const planOf = (planLimit?: number) => this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true, planLimit });
+    let plan: RunSummary | null = null;
     if (c.link.mode === 'demand' && !(c.etrn.relay && c.etrn.domains.length)) {
       // in demand mode the window's first packet dials the line: no window for nothing
-      const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true, planLimit: 1 });
+      plan = await planOf(needDns ? undefined : 1);
       if (!plan.plan?.length && w.passes.every((p) => !p.selection?.selectors.length)) {
         this.deps.log.info({ cause }, 'window not opened: nothing to send (demand mode)');
         const none: WindowRecord = { cause, start: new Date(startMs).toISOString(), end: new Date(startMs).toISOString(), linkSeconds: 0, linkOpen: false, dialed: false, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, etrn: null };
@@ -155,9 +159,9 @@ export class Windows {
         this.deps.log.warn({ cause, dialTimeout: c.link.dialTimeout }, 'window: the link did not come up in time');
       }
     }
-    if (this.windowLink && this.deps.prefetch && (this.deps.mayNeedDns?.() ?? true)) {
+    if (this.windowLink && needDns && this.deps.prefetch) {
       // names the due mail needs, fetched in one burst before the first connection
-      const plan = await this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true });
+      plan ??= await planOf();
       const names = new Set<string>();
       for (const p of plan.plan ?? []) for (const h of p.nexthop.replace(/^\w+:/, '').split(',')) {
         const name = h.replace(/:\d+$/, '');
