@@ -12,6 +12,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Readable } from 'node:stream';
 import type { AuthinfoEntry } from '../config/classic-files.js';
 import type { Target } from './resolver.js';
+import { formatDuration } from '../config/units.js';
 
 /** sendmail's Timeout.* for outbound SMTP (SPEC §12 `timeout`), in ms. */
 export interface Timeouts {
@@ -159,7 +160,11 @@ export class SmtpSession {
         done = true;
         conn.close();
         const e = asSessionError(err, stage);
-        if ((err as { code?: string }).code === 'ETIMEDOUT') {
+        if ((err as { timeoutType?: string }).timeoutType === 'CONNECT_TIMEOUT') {
+          // no answer to the SYN at all: say which of sendmail's two connect timeouts ran out
+          const which = opts.firstConnection ? 'iconnect' : 'connect';
+          reject(new SessionError(e.message, 0, `Timeout connecting to [${target.ip}]:${target.port} (timeout.${which} ${formatDuration(opts.timeouts[which])})`, stage, { cause: err }));
+        } else if ((err as { code?: string }).code === 'ETIMEDOUT') {
           reject(new SessionError(e.message, 0, `Timeout waiting for reply to ${conn._qlPhase ?? 'the greeting'}`, stage, { cause: err }));
         } else reject(e);
       };

@@ -92,3 +92,60 @@ test('a next hop that stalls at EHLO, MAIL, RCPT, DATA, in the data or at the en
     assert.match(reply('BLOCK'), /^451 4\.4\.2 Timeout waiting for reply to the data/);
   }, servers);
 });
+
+/**
+ * A next hop that never answers the SYN: a listening socket (perl, part of
+ * every Debian system) that never accepts, its accept queue (backlog 0)
+ * filled by one connection of the test's, so the kernel drops further SYNs.
+ */
+async function deafListeners(ips: string[]): Promise<{ ports: number[]; close(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const script = 'use Socket; $| = 1; my @keep; for my $ip (@ARGV) { socket(my $s, PF_INET, SOCK_STREAM, 0) or die; '
+    + 'bind($s, pack_sockaddr_in(0, inet_aton($ip))) or die "bind $ip: $!"; listen($s, 0) or die; '
+    + 'my ($port) = unpack_sockaddr_in(getsockname($s)); push @keep, $s; print "$port\\n"; } <STDIN>;';
+  const proc = spawn('perl', ['-e', script, ...ips], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const ports = await new Promise<number[]>((resolve, reject) => {
+    proc.once('exit', (code) => reject(new Error(`perl exited ${code}`)));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const lines = out.split('\n').filter(Boolean);
+      if (lines.length === ips.length) resolve(lines.map(Number));
+    });
+  });
+  // one accepted-but-never-taken connection fills each accept queue
+  const fillers = await Promise.all(ips.map((ip, i) => new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect(ports[i], ip, () => resolve(s));
+    s.once('error', reject);
+  })));
+  return {
+    ports,
+    close: async () => {
+      for (const s of fillers) s.destroy();
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.stdin.end();
+      await exited;
+    },
+  };
+}
+
+test('a next hop that never answers the connection attempt: timeout.iconnect for the first attempt, timeout.connect for the one after dialDelay', { timeout: 60_000 }, async () => {
+  // 127.0.0.1 is on the LAN (one attempt); 127.1.0.1 is beyond it, a link route (a second attempt after dialDelay)
+  const deaf = await deafListeners(['127.0.0.1', '127.1.0.1']);
+  await gateway({ lanNetworks: ['127.0.0.0/16'], link: { mode: 'demand' }, deliveryMode: 'queue' }, {
+    routes: [
+      { domain: 'lan.example', relay: `[127.0.0.1]:${deaf.ports[0]}` },
+      { domain: 'wan.example', relay: `[127.1.0.1]:${deaf.ports[1]}` },
+    ],
+    dialDelay: '10ms',
+    timeout: { iconnect: '1s', connect: '2s' },
+  }, async (d, config) => {
+    for (const dom of ['lan', 'wan']) assert.equal((await sendMail(d.port, 'a@office.example', [`x@${dom}.example`], 'Subject: t\r\n\r\nx\r\n')).code, 250);
+    const f = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(f.code, 75, f.stdout);
+    const q = JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout) as { messages: Array<{ recipients: Array<{ address: string; lastReply?: string }> }> };
+    const reply = (dom: string) => q.messages.flatMap((m) => m.recipients).find((r) => r.address === `x@${dom}.example`)?.lastReply ?? '';
+    assert.match(reply('lan'), new RegExp(`^451 4\\.4\\.1 No host answered: Timeout connecting to \\[127\\.0\\.0\\.1\\]:${deaf.ports[0]} \\(timeout\\.iconnect 1s\\)`));
+    assert.match(reply('wan'), new RegExp(`^451 4\\.4\\.1 No host answered: Timeout connecting to \\[127\\.1\\.0\\.1\\]:${deaf.ports[1]} \\(timeout\\.connect 2s\\)`));
+  }, [deaf]);
+});
