@@ -229,7 +229,7 @@ fi
 # ---- documentation (the unit's Documentation=)
 mkdir -p "$ROOT/usr/share/doc/quietlink"
 for f in README.md appliance.md; do
-  [ -f "$SRC/$f" ] && install -m 0644 "$SRC/$f" "$ROOT/usr/share/doc/quietlink/$f"
+  if [ -f "$SRC/$f" ]; then install -m 0644 "$SRC/$f" "$ROOT/usr/share/doc/quietlink/$f"; fi
 done
 say "installed /usr/share/doc/quietlink (README.md, appliance.md)"
 
