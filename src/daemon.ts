@@ -10,13 +10,17 @@
  * sessions in flight finish, settle the queue, exit 0.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import fsp from 'node:fs/promises';
 import { isAscii } from 'node:buffer';
 import type { Logger } from 'pino';
 import { loadAll } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { formatProblem, UsageError } from './errors.js';
+import { formatProblem, MailError, UsageError } from './errors.js';
+import { loadThresholds, readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
+import { hasRoom, spoolSpace, type Space } from './intake/disk-policy.js';
+import { Metrics, startMetricsServer, type Family } from './observability/metrics.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
@@ -49,7 +53,7 @@ import { route as routeOf } from './routing/route.js';
 import { expandHosts } from './delivery/resolver.js';
 import { parseHosts } from './routing/route.js';
 import cron from 'node-cron';
-import { createDaemonLogger } from './observability/logger.js';
+import { createDaemonLogger, RecentProblems } from './observability/logger.js';
 
 /** How long a stop waits for deliveries in flight (ms). */
 const STOP_GRACE = 30_000;
@@ -99,7 +103,19 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       queue: { ...config.queue, groups: config.queue.groups.map((g) => ({ ...g, interval: undefined })) },
     };
   }
-  const log = createDaemonLogger(standalone ? standalone.logLevel ?? 'warn' : config.log.level, standalone ? 2 : 1);
+  const problems = new RecentProblems(10);
+  const log = createDaemonLogger(standalone ? standalone.logLevel ?? 'warn' : config.log.level, standalone ? 2 : 1, problems);
+  const metrics = new Metrics();
+  const cpus = os.availableParallelism();
+  const thresholds = () => loadThresholds(config.queue, cpus);
+  /** Free space on the spool's file system; null when statfs fails (then nothing is refused for it). */
+  const space = (): Space | null => {
+    try {
+      return spoolSpace(config.spool);
+    } catch {
+      return null;
+    }
+  };
   const now = Date.now;
   const newId = createIdGenerator(now);
   await fsp.mkdir(config.spool, { recursive: true, mode: 0o750 });
@@ -168,6 +184,21 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     queue, deliverer, config: () => config, table: () => table, log, now, notify,
     linkAvailable: (trigger) => windows.mayUseLink(trigger),
     permanentLink: () => config.link.mode === 'permanent',
+    loadGate: () => {
+      const load = readLoadAverage();
+      const t = thresholds();
+      if (!(load > t.queueLA)) return null;
+      return (priority) => {
+        const why = shouldQueue(load, priority, t);
+        if (why) metrics.inc('quietlink_load_queued_total');
+        return why;
+      };
+    },
+    onOutcomes: (n) => {
+      metrics.inc('quietlink_recipients_delivered_total', undefined, n.delivered);
+      metrics.inc('quietlink_recipients_deferred_total', undefined, n.deferred);
+      metrics.inc('quietlink_recipients_bounced_total', undefined, n.bounced);
+    },
   });
 
   /** ETRN for the given domains (default etrn.domains) to the given relay (default etrn.relay). */
@@ -180,12 +211,18 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     } catch (err) {
       result = { relay, offersEtrn: false, replies: [], error: (err as Error).message };
     }
+    if (result.replies.length) metrics.inc('quietlink_etrn_sent_total', undefined, result.replies.length);
     log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
     return result;
   };
   windowsRef = windows = new Windows({
     runner, config: () => config, link, log, now, etrn: () => etrn(),
     prefetch: (names) => resolver.prefetch(names),
+    onWindow: (w) => {
+      metrics.inc('quietlink_flush_windows_total', { cause: w.cause.replace(/^cron .*/, 'cron') });
+      metrics.inc('quietlink_link_seconds_total', undefined, w.linkSeconds);
+      if (w.dialed || (w.linkOpen && w.connections > 0)) metrics.inc('quietlink_link_wakeups_total');
+    },
     // with a smart host and IP addresses everywhere, no route of a window needs DNS
     mayNeedDns: () => table.smartHost.length === 0
       || [...table.smartHost, ...[...table.inline.values(), ...table.mailertable.values()].map((e) => e.hosts)]
@@ -210,6 +247,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
 
   /** What deliveryMode sends right after intake; interactive callers wait for it. */
   const afterIntake = (envs: Envelope[]): Promise<void> | undefined => {
+    metrics.inc('quietlink_messages_accepted_total', { via: envs[0]?.client?.via ?? 'smtp' });
     if (config.deliveryMode === 'queue') return undefined;
     const run = runner.run({ trigger: { kind: 'intake' }, ids: envs.map((e) => e.id) })
       .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed'));
@@ -221,18 +259,47 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const etrnServer = new EtrnServer({ config: () => config, holdDomains: () => table.holdDomains, queue, runner, log, now });
   const intake = new SmtpIntake({
     config, openDomains, queue, log, newId, now, onQueued: afterIntake,
-    onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, reply),
+    onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, (code, text) => {
+      metrics.inc('quietlink_etrn_received_total', { code: String(code) });
+      reply(code, text);
+    }),
+    // sendmail's RefuseLA: at or above it, new connections are turned away
+    admitConnection: () => {
+      const load = readLoadAverage();
+      const t = thresholds();
+      if (!refusesConnections(load, t)) return null;
+      metrics.inc('quietlink_connections_refused_total', { reason: 'load' });
+      return new MailError(421, '4.3.2', `${config.hostname} Too busy (load average ${load.toFixed(2)} >= refuseLA ${t.refuseLA}), try again later`);
+    },
+    // sendmail's MinFreeBlocks: keep a reserve on the spool's file system
+    admitMessage: (size) => {
+      const sp = space();
+      if (!sp || hasRoom(sp, config.queue.minFreeBlocks, size)) return null;
+      metrics.inc('quietlink_connections_refused_total', { reason: 'disk' });
+      return new MailError(452, '4.3.1', 'Insufficient system storage');
+    },
   });
 
   /** Re-reads the configuration's routes and the classic files; on any problem the old ones stay. */
   const reload = async (reason: string) => {
     try {
       const next = await loadAll(configFile);
-      config = { ...next.config, smtp: config.smtp, spool: config.spool };
+      // what is bound or opened at start stays until a restart; say so rather than pretend
+      const fixed = (['spool', 'smtp', 'dns', 'metrics'] as const).filter((k) => JSON.stringify(next.config[k]) !== JSON.stringify(config[k]));
+      if (fixed.length) log.warn({ keys: fixed }, 'reload: changes to these sections take effect at the next restart (dns: only allow and hosts follow now)');
+      const rescheduled = JSON.stringify([next.config.flush, next.config.queue.groups]) !== JSON.stringify([config.flush, config.queue.groups]);
+      config = {
+        ...next.config,
+        spool: config.spool,
+        metrics: config.metrics,
+        smtp: config.smtp,
+        dns: { ...next.config.dns, listen: config.dns.listen, upstream: config.dns.upstream },
+      };
       maps = next.maps;
       table = buildRouteTable(config, maps.mailertable, maps.classes);
       openDomains.clear();
       for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
+      if (rescheduled) schedule();
       log.info({ reason, routes: table.inline.size + table.mailertable.size }, 'routes reloaded');
     } catch (err) {
       const problems = (err as { problems?: Array<{ file: string; line: number; message: string }> }).problems;
@@ -247,20 +314,28 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const onHup = () => void reload('SIGHUP');
   process.on('SIGHUP', onHup);
 
-  const timers: NodeJS.Timeout[] = [];
+  let timers: NodeJS.Timeout[] = [];
+  let cronTasks: ReturnType<typeof cron.schedule>[] = [];
   const queueRun = (group?: string) => runner.run({ trigger: { kind: 'run' }, group })
     .catch((err) => log.error({ err: (err as Error).message, group }, 'queue run failed'));
-  if (config.flush.interval > 0) timers.push(setInterval(() => void openWindow('interval'), config.flush.interval));
-  for (const g of config.queue.groups) if (g.interval && g.runners > 0) timers.push(setInterval(() => void queueRun(g.name), g.interval));
+  /** (Re)starts the interval timers and cron windows of the configuration in force. */
+  const schedule = () => {
+    for (const t of timers) clearInterval(t);
+    for (const t of cronTasks) t.stop();
+    timers = [];
+    if (config.flush.interval > 0) timers.push(setInterval(() => void openWindow('interval'), config.flush.interval));
+    for (const g of config.queue.groups) if (g.interval && g.runners > 0) timers.push(setInterval(() => void queueRun(g.name), g.interval));
+    cronTasks = config.flush.cron.map((expr) => cron.schedule(expr, () => void openWindow(`cron ${expr}`), {
+      timezone: config.flush.timezone, noOverlap: true, name: `flush ${expr}`,
+    } as Parameters<typeof cron.schedule>[2]));
+  };
+  schedule();
   /** The next scheduled window (cron or interval), if any. */
   const nextWindow = (): Date | null => {
     const runs = cronTasks.map((t) => (t as unknown as { getNextRun?: () => Date | null }).getNextRun?.() ?? null).filter((d): d is Date => d !== null);
     if (config.flush.interval > 0) runs.push(new Date(now() + config.flush.interval));
     return runs.sort((a, b) => a.getTime() - b.getTime())[0] ?? null;
   };
-  const cronTasks = config.flush.cron.map((expr) => cron.schedule(expr, () => void openWindow(`cron ${expr}`), {
-    timezone: config.flush.timezone, noOverlap: true, name: `flush ${expr}`,
-  } as Parameters<typeof cron.schedule>[2]));
 
   /** Messages held until ETRN, by customer domain (for status). */
   const heldByDomain = async () => {
@@ -272,6 +347,59 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     return held;
   };
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
+  /** The load policy now (status and metrics). */
+  const loadNow = () => {
+    const average = readLoadAverage();
+    const t = thresholds();
+    return { average, cpus, ...t, queueing: average > t.queueLA, refusing: refusesConnections(average, t), queuedForLoad: metrics.get('quietlink_load_queued_total') };
+  };
+  const diskNow = () => {
+    const sp = space();
+    return {
+      spool: config.spool,
+      freeBytes: sp ? sp.bavail * sp.bsize : null,
+      freeBlocks: sp?.bavail ?? null,
+      blockSize: sp?.bsize ?? null,
+      minFree: config.queue.minFreeBlocks,
+      accepting: !sp || hasRoom(sp, config.queue.minFreeBlocks),
+    };
+  };
+  /** Pending recipients by next hop; a walk of the whole queue, so kept for 30 s between scrapes. */
+  let byRoute: { at: number; counts: Map<string, number> } | null = null;
+  const recipientsByRoute = async () => {
+    if (byRoute && now() - byRoute.at < 30_000) return byRoute.counts;
+    const counts = new Map<string, number>();
+    for await (const { env } of queue.walk(['queued'])) {
+      for (const r of env.recipients) {
+        if (r.state !== 'pending') continue;
+        const hop = routeOf(domainOf(r.address), table).nexthop;
+        counts.set(hop, (counts.get(hop) ?? 0) + 1);
+      }
+    }
+    byRoute = { at: now(), counts };
+    return counts;
+  };
+  const scrape = async (): Promise<string> => {
+    const q = await queue.counts();
+    const l = loadNow();
+    const d = diskNow();
+    const dns = resolver.counters;
+    const gauges: Family[] = [
+      { name: 'quietlink_queue_messages', help: 'Messages in the queue, by state', type: 'gauge', samples: Object.entries(q).map(([state, value]) => ({ labels: { state }, value })) },
+      { name: 'quietlink_queue_recipients', help: 'Pending recipients of queued messages, by next hop (refreshed at most every 30 s)', type: 'gauge', samples: [...(await recipientsByRoute())].map(([route, value]) => ({ labels: { route }, value })) },
+      { name: 'quietlink_link_up', help: '1 when the link is up', type: 'gauge', samples: [{ value: link.current.state === 'up' ? 1 : 0 }] },
+      { name: 'quietlink_flush_window_open', help: '1 while a flush window is open', type: 'gauge', samples: [{ value: windows.isOpen ? 1 : 0 }] },
+      { name: 'quietlink_load_average', help: '1-minute load average', type: 'gauge', samples: [{ value: l.average }] },
+      { name: 'quietlink_load_queue_threshold', help: 'queueLA in force', type: 'gauge', samples: [{ value: l.queueLA }] },
+      { name: 'quietlink_load_refuse_threshold', help: 'refuseLA in force', type: 'gauge', samples: [{ value: l.refuseLA }] },
+      { name: 'quietlink_spool_free_bytes', help: 'Bytes free on the spool file system', type: 'gauge', samples: [{ value: d.freeBytes ?? 0 }] },
+      { name: 'quietlink_dns_cache_hits_total', help: 'DNS answers from the cache', type: 'counter', samples: [{ value: dns.hits }] },
+      { name: 'quietlink_dns_cache_misses_total', help: 'DNS questions not in the cache', type: 'counter', samples: [{ value: dns.misses }] },
+      { name: 'quietlink_dns_stale_answers_total', help: 'Expired DNS answers served while the link was down (serveStale)', type: 'counter', samples: [{ value: dns.stale }] },
+      { name: 'quietlink_dns_refused_forwards_total', help: 'DNS questions not forwarded because the link was down', type: 'counter', samples: [{ value: dns.refusedForwards }] },
+    ];
+    return metrics.render(gauges);
+  };
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
     ['flush', async (args, emit) => {
@@ -327,6 +455,16 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       held: await heldByDomain(),
       dns: resolver.counters,
       lastEtrn: Object.fromEntries(etrnServer.last),
+      load: loadNow(),
+      disk: diskNow(),
+      counters: {
+        accepted: metrics.get('quietlink_messages_accepted_total'),
+        delivered: metrics.get('quietlink_recipients_delivered_total'),
+        deferred: metrics.get('quietlink_recipients_deferred_total'),
+        bounced: metrics.get('quietlink_recipients_bounced_total'),
+        windows: metrics.get('quietlink_flush_windows_total'),
+      },
+      lastErrors: problems.list(),
     })],
   ]);
   // the socket is taken at once (a second daemon must fail early), but commands wait for the queue
@@ -358,9 +496,13 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   const dnsServer = new DnsServer(resolver, dnsAllowList, log);
   const dnsBound = await dnsServer.start(config.dns.listen);
+  const metricsServer = config.metrics.listen ? await startMetricsServer(config.metrics.listen, scrape, log) : null;
   if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
   watcher?.start();
-  log.info({ listen: bound, dns: dnsBound, spool: config.spool, pid: process.pid, link: link.current.state }, 'ready');
+  log.info({
+    listen: bound, dns: dnsBound, metrics: metricsServer && { host: metricsServer.host, port: metricsServer.port },
+    spool: config.spool, pid: process.pid, link: link.current.state,
+  }, 'ready');
   // leftovers of writes a crash interrupted: swept in the background (a big queue must not delay the start)
   void queue.recover(startedAt).then(
     (swept) => log.info({ files: swept }, 'leftovers swept'),
@@ -382,6 +524,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       for (const t of cronTasks) t.stop();
       watcher?.stop();
       await dnsServer.stop();
+      await metricsServer?.close();
       if (config.dns.hosts) fs.unwatchFile(config.dns.hosts);
       for (const f of watched) fs.unwatchFile(f);
       process.off('SIGHUP', onHup);

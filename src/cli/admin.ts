@@ -67,6 +67,10 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
     link: { mode: string; state: string; since: string; iface?: string }; window: string; nextWindow: string | null;
     lastWindow: { cause: string; end: string; delivered: number; deferred: number; linkSeconds: number } | null;
     held: Record<string, number>; lastEtrn: Record<string, { time: string; client: string; reply: string }>;
+    load: { average: number; cpus: number; queueLA: number; refuseLA: number; queueFactor: number; queueing: boolean; refusing: boolean; queuedForLoad: number };
+    disk: { freeBytes: number | null; minFree: { blocks: number } | { bytes: number }; blockSize: number | null; accepting: boolean };
+    counters: Record<string, number>;
+    lastErrors: Array<{ time: string; level: string; msg: string; qid?: string }>;
   };
   if (json) {
     process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
@@ -81,8 +85,12 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
     `link:          ${s.link.state}${s.link.iface ? ` (${s.link.iface})` : ''} since ${s.link.since}, mode ${s.link.mode}`,
     `window:        ${s.window}; next ${s.nextWindow ?? 'none scheduled'}`,
     `last window:   ${s.lastWindow ? `${s.lastWindow.cause} at ${s.lastWindow.end}: ${s.lastWindow.delivered} delivered, ${s.lastWindow.deferred} deferred, ${s.lastWindow.linkSeconds.toFixed(1)} link-seconds` : 'none yet'}`,
+    `load:          ${s.load.average.toFixed(2)} (${s.load.cpus} CPUs; queueLA ${s.load.queueLA}, refuseLA ${s.load.refuseLA})${s.load.refusing ? ': REFUSING connections' : s.load.queueing ? ': queueing mail by priority' : ''}; ${s.load.queuedForLoad} queued for load so far`,
+    `disk:          ${s.disk.freeBytes === null ? 'unknown' : `${(s.disk.freeBytes / 1048576).toFixed(1)} MB free`} (reserve ${'bytes' in s.disk.minFree ? `${s.disk.minFree.bytes} bytes` : `${s.disk.minFree.blocks} blocks`})${s.disk.accepting ? '' : ': REFUSING mail (452 4.3.1)'}`,
+    `since start:   ${Object.entries(s.counters).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     ...Object.entries(s.held).map(([d, n]) => `held for ${d}: ${n} message${n === 1 ? '' : 's'}${s.lastEtrn[d] ? `, last ETRN ${s.lastEtrn[d].time} from ${s.lastEtrn[d].client}: ${s.lastEtrn[d].reply}` : ''}`),
   ];
+  if (s.lastErrors.length) lines.push('last problems:', ...s.lastErrors.map((e) => `  ${e.time} ${e.level} ${e.qid ? `${e.qid}: ` : ''}${e.msg}`));
   process.stdout.write(`${lines.join('\n')}\n`);
   return EX.OK;
 }

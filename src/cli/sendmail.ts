@@ -13,7 +13,8 @@
 import os from 'node:os';
 import type { Config } from '../config/schema.js';
 import { controlRequest, DaemonNotRunningError } from '../control/client.js';
-import { EX, UsageError, DataError } from '../errors.js';
+import { EX, UsageError, DataError, TempFailError } from '../errors.js';
+import { hasRoom, isNoSpace, spoolSpace, type Space } from '../intake/disk-policy.js';
 import { createIdGenerator } from '../queue/queue-id.js';
 import { writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
 import { checkArgument, composeLocalSubmission, qualify } from '../intake/local-submission.js';
@@ -21,6 +22,8 @@ import { isValidMailbox } from '../intake/address.js';
 import { runMailq } from './mailq.js';
 import { runFlush } from './flush.js';
 import { runAddressTest } from './route.js';
+import { runSmtpOnStdio } from './sendmail-smtp.js';
+import { askPickup, currentUser, dropMessage } from './submit.js';
 import type { ClassicMaps } from '../config/load.js';
 
 /** Options that take a value (sendmail's getopt string); `q` takes an optional one. */
@@ -137,20 +140,12 @@ async function readStdin(limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function currentUser(): { name: string; uid: number } {
-  try {
-    const u = os.userInfo();
-    return { name: u.username, uid: u.uid };
-  } catch {
-    return { name: `uid${process.getuid?.() ?? -1}`, uid: process.getuid?.() ?? -1 };
-  }
-}
 
 export async function runSendmail(config: Config, argv: string[], maps: ClassicMaps, configFile?: string): Promise<number> {
   const o = parseSendmailArgs(argv);
   if (o.mode === 'test') return runAddressTest(config, maps);
   if (o.mode === 'list') return runMailq(config, o.listArgs);
-  if (o.mode === 'smtp') throw new UsageError('sendmail: -bs is not supported yet');
+  if (o.mode === 'smtp') return runSmtpOnStdio(config);
   if (o.mode === 'flush') return runFlush(config, [...o.listArgs.filter((a) => a !== '-q'), ...(o.verbose ? ['-v'] : [])], maps, configFile);
   const user = currentUser();
   let sender = o.from === undefined ? `${user.name}@${config.hostname}` : o.from.replace(/^<(.*)>$/, '$1');
@@ -158,35 +153,10 @@ export async function runSendmail(config: Config, argv: string[], maps: ClassicM
   if (sender !== '' && !isValidMailbox(sender)) throw new DataError(`Bad sender address syntax: ${sender}`);
   for (const r of o.recipients) checkArgument('recipient', r);
   const raw = await readStdin(config.smtp.maxMessageSize);
-  const newId = createIdGenerator();
-  let id = newId();
-  const msg = composeLocalSubmission({
-    raw, ignoreDots: o.ignoreDots, extractRecipients: o.extract, recipients: o.recipients,
-    sender: sender || `MAILER-DAEMON@${config.hostname}`, fullName: o.fullName, hostname: config.hostname, id, now: Date.now(),
+  const id = await dropMessage(config, {
+    sender, recipients: o.recipients, raw, ignoreDots: o.ignoreDots, extract: o.extract, fullName: o.fullName,
+    bodyType: o.bodyType, dsn: { ret: o.ret, envid: o.envid, notify: o.notify },
   });
-  const submission = {
-    version: MAILDROP_VERSION, sender, recipients: msg.recipients, user: user.name, uid: user.uid,
-    time: new Date().toISOString(), bodyType: o.bodyType ?? (msg.eightBit ? '8BITMIME' : '7BIT'),
-    dsn: { ret: o.ret, envid: o.envid, notify: o.notify },
-  } as const;
-  for (let tries = 0; ; tries++) {
-    try {
-      await writeMaildrop(config.spool, id, submission, msg.body);
-      break;
-    } catch (err) {
-      // the same ID from another sendmail in the same millisecond: take another
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 5) throw err;
-      id = newId();
-    }
-  }
-  try {
-    await controlRequest(config.spool, 'pickup');
-    if (o.verbose) process.stderr.write(`${id}: queued\n`);
-  } catch (err) {
-    // the message is safe in maildrop either way; the daemon takes it in when it starts
-    if (o.verbose || !(err instanceof DaemonNotRunningError)) {
-      process.stderr.write(`${id}: left in maildrop (${(err as Error).message})\n`);
-    }
-  }
+  await askPickup(config, [id], o.verbose);
   return EX.OK;
 }

@@ -23,6 +23,7 @@ import { mayRelay, type RelayPolicy } from './relay-policy.js';
 import { receivedHeader } from './received.js';
 import { installSmtpExtensions, type EtrnHandler } from './smtp-extensions.js';
 import { precedenceClass } from '../queue/priority.js';
+import { isNoSpace } from './disk-policy.js';
 
 export interface IntakeDeps {
   config: Config;
@@ -36,8 +37,10 @@ export interface IntakeDeps {
   onQueued?: (envelopes: Envelope[]) => Promise<void> | undefined;
   /** The ETRN server (RFC 1985) on the SMTP listener, when this gateway offers one. */
   onEtrn?: EtrnHandler;
-  /** Intake refusals that depend on the machine (disk, load); null = accept. */
-  admission?: () => MailError | null;
+  /** Refuses a new connection (the load: 421 4.3.2); null = accept. */
+  admitConnection?: () => MailError | null;
+  /** Refuses a message of `size` bytes (0 = not declared) at MAIL and DATA (the disk: 452 4.3.1); null = accept. */
+  admitMessage?: (size: number) => MailError | null;
 }
 
 /** An SMTP error as smtp-server's callbacks take it. */
@@ -47,6 +50,9 @@ function replyError(err: unknown): Error & { responseCode: number } {
 }
 
 const BUFFER_LIMIT = 256 * 1024;
+
+/** The file system filled up while the message was being written. */
+const noSpace = (cause: unknown) => new MailError(452, '4.3.1', 'Insufficient system storage', { cause });
 
 export class SmtpIntake {
   private readonly servers: SMTPServer[] = [];
@@ -102,7 +108,7 @@ export class SmtpIntake {
     this.perClient.set(ip, count);
     (session as SMTPServerSession & { qlCounted?: boolean }).qlCounted = true;
     this.deps.log.info({ sid: session.id, client: ip }, 'connect');
-    const refusal = this.deps.admission?.() ?? (limit !== undefined && count > limit
+    const refusal = this.deps.admitConnection?.() ?? (limit !== undefined && count > limit
       ? new MailError(421, '4.7.0', `Too many connections from ${ip}, try again later`)
       : null);
     if (refusal) {
@@ -137,6 +143,12 @@ export class SmtpIntake {
     const a = address.address;
     if (a !== '' && !isValidMailbox(a, Boolean(session.envelope.smtpUtf8))) {
       return cb(replyError(new MailError(501, '5.1.7', 'Bad sender address syntax')));
+    }
+    const declared = Number((address.args as Record<string, string> | false | undefined || {}).SIZE ?? 0);
+    const full = this.deps.admitMessage?.(Number.isFinite(declared) ? declared : 0);
+    if (full) {
+      this.deps.log.warn({ sid: session.id, client: session.remoteAddress, size: declared || undefined, reason: full.message }, 'message refused');
+      return cb(replyError(full));
     }
     cb();
   }
@@ -174,7 +186,7 @@ export class SmtpIntake {
       protocol: session.openingCommand === 'HELO' ? 'SMTP' : protocol,
       recipient: rcpts.length === 1 ? rcpts[0].address : undefined,
     }));
-    const admission = this.deps.admission?.();
+    const admission = this.deps.admitMessage?.(0);
     let writer: Awaited<ReturnType<Queue['begin']>> | null = null;
     let failure: unknown = admission ?? null;
     let pending: Buffer[] = [trace];
@@ -217,6 +229,10 @@ export class SmtpIntake {
     if (scanner.hasEightBit && env.bodyType !== '8bitmime' && !env.smtpUtf8) {
       await refuse(new MailError(554, '5.6.1', 'Message contains 8-bit data but BODY=8BITMIME was not given'));
     }
+    if (isNoSpace(failure)) {
+      log.warn({ sid: session.id, err: (failure as Error).message }, 'spool file system full: message refused');
+      failure = noSpace(failure);
+    }
     if (failure) {
       if (!(failure instanceof MailError)) log.error({ sid: session.id, err: (failure as Error).message }, 'cannot write message to the queue');
       await refuse(failure);
@@ -246,7 +262,7 @@ export class SmtpIntake {
     } catch (err) {
       log.error({ qid: id, err: (err as Error).message }, 'cannot commit message to the queue');
       await writer?.abort().catch(() => undefined);
-      throw err instanceof MailError ? err : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
+      throw err instanceof MailError ? err : isNoSpace(err) ? noSpace(err) : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
     }
   }
 

@@ -49,7 +49,7 @@ export class FsStore implements QueueStore {
     const dirs = ['tmp', 'data', 'hold', 'quarantine', 'corrupt', 'maildrop', 'queue', ...groups.map((g) => path.join('queue', g))];
     for (const d of dirs) await fs.mkdir(path.join(this.spool, d), { recursive: true, mode: 0o750 });
     // maildrop is written by the sendmail command, also when the daemon is down
-    await fs.chmod(path.join(this.spool, 'maildrop'), 0o1730).catch(() => undefined);
+    await fs.chmod(path.join(this.spool, 'maildrop'), 0o3730).catch(() => undefined);
   }
 
   async create(id: QueueId): Promise<BodyWriter> {

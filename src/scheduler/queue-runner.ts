@@ -66,6 +66,8 @@ export interface RunSummary {
   /** Wall-clock ms of the first packet toward a next hop and the last reply from one. */
   firstPacket?: number;
   lastPacket?: number;
+  /** Messages left for a later run because of the load (queueLA). */
+  loadQueued?: number;
   /** Dry run: what would be attempted. */
   plan?: Array<{ qid: string; to: string; nexthop: string }>;
 }
@@ -83,6 +85,14 @@ export interface RunnerDeps {
   now: () => number;
   /** Queues a notice (DSN) about env to its sender. */
   notify: (env: Envelope, notices: Notice[], kind: NoticeKind) => Promise<void>;
+  /**
+   * The load policy as it stands now (sampled once per chunk): why a message
+   * of this priority waits for a later run, or null. Applies to intake's
+   * "at once" and to scheduled runs, never to an operator's flush or ETRN.
+   */
+  loadGate?: () => ((priority: number) => string | null) | null;
+  /** Per-recipient outcomes of one message's attempt, once written down (metrics). */
+  onOutcomes?: (counts: { delivered: number; deferred: number; bounced: number }) => void;
 }
 
 interface HopState {
@@ -199,6 +209,7 @@ export class QueueRunner {
     };
     const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
     locs.sort((a, b) => a.env.priority - b.env.priority);
+    const gate = explicit || opts.dryRun ? null : this.deps.loadGate?.() ?? null;
     for (const loc of locs) {
       const candidate = loc.env;
       if (opts.group && candidate.group !== opts.group) continue;
@@ -224,6 +235,14 @@ export class QueueRunner {
         byHop.set(rt.nexthop, entry);
       }
       if (!byHop.size) continue;
+      // something would go now: the load decides whether it does (sendmail's shouldqueue)
+      const busy = gate?.(candidate.priority);
+      if (busy) {
+        summary.loadQueued = (summary.loadQueued ?? 0) + 1;
+        this.deps.log[opts.ids ? 'info' : 'debug']({ qid: candidate.id, reason: busy }, 'queued for a later run: load too high');
+        opts.onEvent?.({ type: 'skip', qid: candidate.id, to: '', reason: busy });
+        continue;
+      }
       if (opts.dryRun) {
         for (const { route: rt, rcpts } of byHop.values()) for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop });
         if (opts.planLimit !== undefined && summary.plan!.length >= opts.planLimit) return;
@@ -318,12 +337,17 @@ export class QueueRunner {
   private async record(env: Envelope, res: AttemptResult[], summary: RunSummary): Promise<void> {
     const c = this.deps.config().queue;
     const applied = applyResults(env, res, { now: this.deps.now(), minQueueAge: c.minQueueAge, queueWarn: c.queueWarn, queueReturn: c.queueReturn });
+    let delivered = 0;
     for (const r of res) {
       const o = outcomeOf(r.code);
-      if (o === 'delivered') summary.delivered++;
-      else if (o === 'failed') summary.failed++;
+      if (o === 'delivered') {
+        summary.delivered++;
+        delivered++;
+      } else if (o === 'failed') summary.failed++;
       else summary.deferred++;
     }
+    // bounced: failed now, or deferred past queueReturn
+    this.deps.onOutcomes?.({ delivered, bounced: applied.failed.length, deferred: res.length - delivered - applied.failed.length });
     for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed], ['success', applied.relayed]] as const) {
       if (!notices.length) continue;
       if (env.sender === '') {

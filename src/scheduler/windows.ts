@@ -52,6 +52,8 @@ export interface WindowDeps {
   dial: () => Promise<number | null>;
   /** Warms the resolver for these names (MX and addresses) in one burst. */
   prefetch?: (names: string[]) => Promise<void>;
+  /** Told about every window when it ends (metrics). */
+  onWindow?: (record: WindowRecord) => void;
   /** Whether any route may need a lookup (else prefetching has nothing to do and is skipped). */
   mayNeedDns?: () => boolean;
   hangup: () => Promise<number | null>;
@@ -213,6 +215,7 @@ export class Windows {
       etrn,
     };
     this.last = record;
+    this.deps.onWindow?.(record);
     this.deps.log.info({ ...record, etrn: etrn && { relay: etrn.relay, replies: etrn.replies, error: etrn.error } }, 'window');
     return record;
   }

@@ -227,3 +227,50 @@ test('unknown commands and options exit 64', async () => {
   assert.equal((await runCli(['frobnicate'])).code, 64);
   assert.equal((await runCli([])).code, 64);
 });
+
+test('sendmail -bs: an SMTP conversation on stdin and stdout writes to maildrop; the daemon takes it in', async () => {
+  const { config, cleanup } = await fixture();
+  try {
+    const session = [
+      'EHLO app.local', 'MAIL FROM:<app@office.example>', 'RCPT TO:<bad address>', 'RCPT TO:<ops@far.example>', 'DATA',
+      'Subject: by -bs', '', 'line one', '..a line that starts with a dot', '.', 'QUIT', '',
+    ].join('\r\n');
+    const r = await runCli(['sendmail', '-c', config, '-bs'], { input: session });
+    assert.equal(r.code, 0, r.stderr);
+    const codes = r.stdout.split('\r\n').filter(Boolean).map((l) => l.slice(0, 4));
+    assert.deepEqual(codes.filter((c) => !c.startsWith('250-')), ['220 ', '250 ', '250 ', '501 ', '250 ', '354 ', '250 ', '221 ']);
+    const id = /^250 2\.0\.0 Ok: queued as (\S+)/m.exec(r.stdout)![1];
+    const ac = await runCli(['mailq', '-c', config, '-Ac']);
+    assert.match(ac.stdout, new RegExp(id));
+    const daemon = await startDaemon(config);
+    try {
+      const q = await jsonQueue(config);
+      assert.deepEqual(q.messages.map((m) => [m.id, m.sender, m.recipients.map((x) => x.address)]), [[id, 'app@office.example', ['ops@far.example']]]);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('the flags PHP, cron and mdadm pass are accepted; harmless unknown ones are ignored, others exit 64', async () => {
+  const { config, cleanup } = await fixture();
+  try {
+    const ok: string[][] = [
+      ['-t', '-i', '-f', 'www-data@office.example'], // PHP's mail() default sendmail_path with -f
+      ['-t', '-i'], ['-oi', '-t'], ['-odi', '-t'], ['-oem', '-t'], ['-oee', '-t'], ['-v', '-t'], ['-Am', '-t'], ['-U', '-t'], ['-ti', '-ODeliveryMode=b'],
+    ];
+    for (const args of ok) {
+      const r = await runCli(['sendmail', '-c', config, ...args], { input: 'To: ops@far.example\nSubject: flags\n\nx\n' });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    for (const args of [['-Z'], ['-bz'], ['-C', '/etc/mail/sendmail.cf']]) {
+      const r = await runCli(['sendmail', '-c', config, ...args, 'ops@far.example'], { input: 'Subject: x\n\nx\n' });
+      assert.equal(r.code, 64, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^quietlink: sendmail: /);
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -42,7 +42,9 @@ test('SIGKILL during delivery loses nothing and marks nothing delivered that was
     assert.equal(last.code, 0, last.stdout + last.stderr);
     const seen = new Set(sink.messages.map((m) => /^Subject: (m\d+)/m.exec(m.body)?.[1]));
     for (let i = 0; i < N; i++) assert.ok(seen.has(`m${i}`), `m${i} never reached the next hop`);
-    const q = JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout);
+    const mq = await runCli(['mailq', '-c', config, '--json']);
+    assert.equal(mq.code, 0, `mailq: ${mq.stderr}`);
+    const q = JSON.parse(mq.stdout);
     assert.equal(q.total, 0);
     console.log(`# ${sink.messages.length} deliveries for ${N} messages (${sink.messages.length - N} duplicates)`);
   } finally {

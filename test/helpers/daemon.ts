@@ -81,8 +81,8 @@ export interface Daemon {
   kill(): Promise<void>;
 }
 
-export async function startDaemon(configFile: string): Promise<Daemon> {
-  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startDaemon(configFile: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Array<Record<string, unknown>> = [];
   const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
   let buf = '';
