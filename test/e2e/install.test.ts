@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument, parse } from 'yaml';
-import { ROOT, tempDir, withTimeout, type CliResult } from '../helpers/daemon.js';
+import { ROOT, startDaemon, tempDir, withTimeout, type CliResult } from '../helpers/daemon.js';
 
 const INSTALL = path.join(ROOT, 'scripts', 'install.sh');
 const UNINSTALL = path.join(ROOT, 'scripts', 'uninstall.sh');
@@ -46,60 +46,6 @@ async function install(dir: string): Promise<CliResult> {
 
 const mode = async (p: string) => (await fs.stat(p)).mode & 0o7777;
 const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
-
-/** The installed daemon (DIR/usr/lib/quietlink/bin/quietlink start) with its JSON log lines. */
-function startInstalled(bin: string, env: NodeJS.ProcessEnv) {
-  const proc = spawn(bin, ['start'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...ENV, ...env } });
-  const logs: Array<Record<string, unknown>> = [];
-  const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
-  let buf = '';
-  let stderr = '';
-  proc.stderr.on('data', (d) => (stderr += d));
-  proc.stdout.on('data', (d) => {
-    buf += d;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let obj: Record<string, unknown>;
-      try {
-        obj = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      logs.push(obj);
-      for (const w of [...waiters]) {
-        if (!w.pred(obj)) continue;
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(obj);
-      }
-    }
-  });
-  const exited = once(proc, 'exit');
-  return {
-    waitLog(pred: (l: Record<string, unknown>) => boolean, what: string) {
-      const seen = logs.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return withTimeout(
-        Promise.race([
-          new Promise<Record<string, unknown>>((resolve) => waiters.push({ pred, resolve })),
-          exited.then(() => {
-            throw new Error(`installed daemon exited while waiting for ${what}: ${stderr}`);
-          }),
-        ]),
-        20_000,
-        what,
-      );
-    },
-    async stop(): Promise<number | null> {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-      const [code] = (await withTimeout(exited, 20_000, 'installed daemon exit')) as [number | null];
-      return code;
-    },
-    kill() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    },
-  };
-}
 
 test('install.sh --root: layout, links, config; the installed sendmail, mailq and daemon work; uninstall keeps the spool with mail', async () => {
   const dir = await tempDir('ql-install-');
@@ -144,7 +90,7 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
   assert.equal(await mode(spool), 0o750);
   assert.equal(await mode(path.join(spool, 'maildrop')), 0o3730);
   const unit = await fs.readFile(path.join(dir, 'lib/systemd/system/quietlink.service'), 'utf8');
-  assert.match(unit, /^Type=notify$/m);
+  assert.match(unit, /^Type=exec$/m);
   assert.match(unit, /^ExecStart=\/usr\/lib\/quietlink\/bin\/quietlink start -c \/etc\/quietlink\/quietlink\.yaml$/m);
   assert.match(unit, /^AmbientCapabilities=CAP_NET_BIND_SERVICE$/m);
   assert.equal(await mode(path.join(dir, 'lib/systemd/system/quietlink.service')), 0o644);
@@ -190,7 +136,7 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
   assert.match(clientQueue.stdout, /Total requests: 1\n$/);
 
   // the installed daemon takes it from the maildrop into the queue
-  const daemon = startInstalled(path.join(lib, 'bin/quietlink'), env);
+  const daemon = await startDaemon(null, { command: path.join(lib, 'bin/quietlink'), env: { ...ENV, ...env } });
   try {
     const ready = await daemon.waitLog((l) => l.msg === 'ready', 'daemon ready');
     assert.equal(ready.spool, spool);
@@ -202,7 +148,7 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
     assert.match(q.stdout, /Total requests: 1\n$/);
     assert.equal(await daemon.stop(), 0);
   } finally {
-    daemon.kill();
+    await daemon.kill();
   }
   assert.deepEqual((await fs.readdir(path.join(spool, 'maildrop'))).filter((n) => !n.startsWith('.')), []);
 

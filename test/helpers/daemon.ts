@@ -81,8 +81,17 @@ export interface Daemon {
   kill(): Promise<void>;
 }
 
-export async function startDaemon(configFile: string, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
-  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+/**
+ * Starts `quietlink start -c configFile` and resolves once it logs "ready".
+ * `command` runs another program file instead (an installed layout), with
+ * the configuration taken from its environment.
+ */
+export async function startDaemon(configFile: string | null, opts: { env?: NodeJS.ProcessEnv; command?: string } = {}): Promise<Daemon> {
+  const args = ['start', ...(configFile ? ['-c', configFile] : [])];
+  const env = { ...process.env, ...opts.env };
+  const proc = opts.command
+    ? spawn(opts.command, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const logs: Array<Record<string, unknown>> = [];
   const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
   let buf = '';
