@@ -192,6 +192,7 @@ export class QueueRunner {
       for (const hop of run.hops.values()) hop.jobs.close();
       await Promise.all([...run.hops.values()].map((h) => h.done));
     }
+    if (summary.loadQueued && !opts.ids) this.deps.log.info({ trigger: opts.trigger.kind, loadQueued: summary.loadQueued }, 'run: messages left for a later run because the load is above queueLA');
     return summary;
   }
 
