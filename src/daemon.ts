@@ -20,13 +20,14 @@ import type { Config } from './config/schema.js';
 import { formatProblem, MailError, UsageError } from './errors.js';
 import { loadThresholds, readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
 import { hasRoom, spoolSpace, type Space } from './intake/disk-policy.js';
-import { Metrics, startMetricsServer, type Family } from './observability/metrics.js';
+import { gaugeFamilies, Metrics, startMetricsServer } from './observability/metrics.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
 import { IntakeJournal } from './queue/journal.js';
 import { createIdGenerator, asQueueId } from './queue/queue-id.js';
 import { summarize } from './queue/summary.js';
+import { mailqPieces, listingOf } from './queue/listing.js';
 import type { Envelope } from './queue/envelope.js';
 import type { Selection } from './queue/select.js';
 import { SmtpIntake } from './intake/smtp-intake.js';
@@ -268,14 +269,14 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       const load = readLoadAverage();
       const t = thresholds();
       if (!refusesConnections(load, t)) return null;
-      metrics.inc('quietlink_connections_refused_total', { reason: 'load' });
+      metrics.inc('quietlink_smtp_refused_total', { reason: 'load' });
       return new MailError(421, '4.3.2', `${config.hostname} Too busy (load average ${load.toFixed(2)} >= refuseLA ${t.refuseLA}), try again later`);
     },
     // sendmail's MinFreeBlocks: keep a reserve on the spool's file system
     admitMessage: (size) => {
       const sp = space();
       if (!sp || hasRoom(sp, config.queue.minFreeBlocks, size)) return null;
-      metrics.inc('quietlink_connections_refused_total', { reason: 'disk' });
+      metrics.inc('quietlink_smtp_refused_total', { reason: 'disk' });
       return new MailError(452, '4.3.1', 'Insufficient system storage');
     },
   });
@@ -383,22 +384,10 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     const q = await queue.counts();
     const l = loadNow();
     const d = diskNow();
-    const dns = resolver.counters;
-    const gauges: Family[] = [
-      { name: 'quietlink_queue_messages', help: 'Messages in the queue, by state', type: 'gauge', samples: Object.entries(q).map(([state, value]) => ({ labels: { state }, value })) },
-      { name: 'quietlink_queue_recipients', help: 'Pending recipients of queued messages, by next hop (refreshed at most every 30 s)', type: 'gauge', samples: [...(await recipientsByRoute())].map(([route, value]) => ({ labels: { route }, value })) },
-      { name: 'quietlink_link_up', help: '1 when the link is up', type: 'gauge', samples: [{ value: link.current.state === 'up' ? 1 : 0 }] },
-      { name: 'quietlink_flush_window_open', help: '1 while a flush window is open', type: 'gauge', samples: [{ value: windows.isOpen ? 1 : 0 }] },
-      { name: 'quietlink_load_average', help: '1-minute load average', type: 'gauge', samples: [{ value: l.average }] },
-      { name: 'quietlink_load_queue_threshold', help: 'queueLA in force', type: 'gauge', samples: [{ value: l.queueLA }] },
-      { name: 'quietlink_load_refuse_threshold', help: 'refuseLA in force', type: 'gauge', samples: [{ value: l.refuseLA }] },
-      { name: 'quietlink_spool_free_bytes', help: 'Bytes free on the spool file system', type: 'gauge', samples: [{ value: d.freeBytes ?? 0 }] },
-      { name: 'quietlink_dns_cache_hits_total', help: 'DNS answers from the cache', type: 'counter', samples: [{ value: dns.hits }] },
-      { name: 'quietlink_dns_cache_misses_total', help: 'DNS questions not in the cache', type: 'counter', samples: [{ value: dns.misses }] },
-      { name: 'quietlink_dns_stale_answers_total', help: 'Expired DNS answers served while the link was down (serveStale)', type: 'counter', samples: [{ value: dns.stale }] },
-      { name: 'quietlink_dns_refused_forwards_total', help: 'DNS questions not forwarded because the link was down', type: 'counter', samples: [{ value: dns.refusedForwards }] },
-    ];
-    return metrics.render(gauges);
+    return metrics.render(gaugeFamilies({
+      queue: q, byRoute: await recipientsByRoute(), linkUp: link.current.state === 'up', windowOpen: windows.isOpen,
+      load: l, freeBytes: d.freeBytes, dns: resolver.counters,
+    }));
   };
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
@@ -431,7 +420,14 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       return etrn(relay, domains);
     }],
     ['pickup', async () => ({ picked: [...(await pickup.run()).keys()] })],
-    ['mailq', async (args) => select(args.selection as Selection)],
+    ['mailq', async (args, emit) => {
+      const sel = args.selection as Selection;
+      if (args.format !== 'text') return select(sel);
+      // the listing the queue keeps in memory: no file is read, and the text goes out piece by piece
+      const listed = queue.listed(sel) ?? (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
+      for (const text of mailqPieces(config.spool, listed, sel.quarantined)) await emit({ text });
+      return { streamed: true };
+    }],
     ['hold', async (args) => Promise.all(ids(args).map((id) => queue.hold(id, typeof args.reason === 'string' ? args.reason : undefined)))],
     ['release', async (args) => Promise.all(ids(args).map((id) => queue.release(id)))],
     ['quarantine', async (args) => {
@@ -530,7 +526,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       process.off('SIGHUP', onHup);
       await intake.stop();
       // deliveries in flight finish and are written down (bounded: a hung next hop times out)
-      await Promise.race([runner.idle(), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
+      await Promise.race([runner.stop(), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
       await control.stop();
       await queue.close();
       await journal.close();

@@ -9,11 +9,11 @@ import { FsStore } from '../queue/fs-store.js';
 import { Queue } from '../queue/queue.js';
 import { IntakeJournal } from '../queue/journal.js';
 import { summarize, type MessageSummary } from '../queue/summary.js';
+import { formatMailq } from '../queue/listing.js';
 import type { Selection } from '../queue/select.js';
 import { createCliLogger } from '../observability/logger.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 import { EX } from '../errors.js';
-import { DAYS, MONTHS, pad } from '../intake/received.js';
 import { listMaildrop, readMaildrop } from '../queue/maildrop.js';
 
 export async function readQueue(config: Config, selection: Selection): Promise<MessageSummary[]> {
@@ -28,36 +28,6 @@ export async function readQueue(config: Config, selection: Selection): Promise<M
   }
 }
 
-
-function qtime(iso: string): string {
-  const d = new Date(iso);
-  return `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-/** sendmail's mailq layout; `!` marks held messages (as Postfix does). Pure. */
-export function formatMailq(spool: string, messages: readonly MessageSummary[], quarantined: boolean): string {
-  const lines: string[] = [];
-  if (messages.length === 0) {
-    lines.push(`${spool} is empty`);
-  } else {
-    lines.push(`\t\t${spool} (${messages.length} request${messages.length === 1 ? '' : 's'})`);
-    lines.push('-------Q-ID------- --Size-- -----Q-Time----- ------------Sender/Recipient-----------');
-    for (const m of messages) {
-      const mark = m.state === 'held' ? '!' : ' ';
-      lines.push(`${m.id.padEnd(18)} ${String(m.size).padStart(8)}${mark}${qtime(m.arrivalTime)} <${m.sender}>`);
-      if (m.quarantine) lines.push(`      QUARANTINE: ${m.quarantine.reason}`);
-      if (m.hold) lines.push(`      HOLD: ${m.hold.reason}`);
-      for (const r of m.recipients) {
-        if (r.state !== 'pending') continue;
-        if (r.lastReply) lines.push(`                   (${r.lastReply})`);
-        lines.push(`${' '.repeat(43)}<${r.address}>`);
-      }
-    }
-  }
-  if (quarantined) lines.push('\t\t(quarantined messages only)');
-  lines.push(`\t\tTotal requests: ${messages.length}`);
-  return `${lines.join('\n')}\n`;
-}
 
 /** `mailq -Ac`: the maildrop (sendmail's client queue): what `sendmail` left for the daemon. */
 async function listMaildropQueue(config: Config, json: boolean): Promise<number> {
@@ -74,14 +44,10 @@ async function listMaildropQueue(config: Config, json: boolean): Promise<number>
     process.stdout.write(`${JSON.stringify({ total: entries.length, messages: entries }, null, 2)}\n`);
     return EX.OK;
   }
-  const dir = `${config.spool}/maildrop`;
-  const lines = entries.length ? [`\t\t${dir} (${entries.length} request${entries.length === 1 ? '' : 's'})`, '-------Q-ID------- --Size-- -----Q-Time----- ------------Sender/Recipient-----------'] : [`${dir} is empty`];
-  for (const e of entries) {
-    lines.push(`${e.id.padEnd(18)} ${String(e.size).padStart(8)} ${e.time ? qtime(e.time) : '?'.padEnd(16)} <${e.sender}>`);
-    for (const r of e.recipients) lines.push(`${' '.repeat(43)}<${r}>`);
-  }
-  lines.push(`\t\tTotal requests: ${entries.length}`);
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(formatMailq(`${config.spool}/maildrop`, entries.map((e) => ({
+    id: e.id, state: 'queued' as const, size: e.size, arrivalTime: e.time, sender: e.sender,
+    recipients: e.recipients.map((address) => ({ address, state: 'pending' })),
+  })), false));
   return EX.OK;
 }
 
@@ -103,6 +69,15 @@ export async function runMailq(config: Config, argv: string[]): Promise<number> 
   rejectUnknownFlags(rest, 'mailq');
   if (clientQueue) return listMaildropQueue(config, json);
   if (perGroup) return printGroupCounts(config, await readQueue(config, selection));
+  if (!json) {
+    // the daemon lays the listing out from memory; without one the spool is read here
+    try {
+      await controlRequest(config.spool, 'mailq', { selection, format: 'text' }, (e) => process.stdout.write((e as { text: string }).text));
+      return EX.OK;
+    } catch (err) {
+      if (!(err instanceof DaemonNotRunningError)) throw err;
+    }
+  }
   const messages = await readQueue(config, selection);
   if (json) process.stdout.write(`${JSON.stringify({ total: messages.length, messages }, null, 2)}\n`);
   else process.stdout.write(formatMailq(config.spool, messages, selection.quarantined));

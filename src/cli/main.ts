@@ -7,13 +7,8 @@ import path from 'node:path';
 import { configPath, loadAll, loadConfig, loadClassicMaps } from '../config/load.js';
 import { ConfigError, EX, exitCodeOf, formatProblem, UsageError } from '../errors.js';
 import { extractConfig } from './args.js';
-import { runMailq } from './mailq.js';
-import { runSendmail } from './sendmail.js';
-import { runEtrn, runHold, runLink, runQuarantine, runRelease, runStatus } from './admin.js';
-import { runFlush } from './flush.js';
 import type { Config } from '../config/schema.js';
 import type { ClassicMaps } from '../config/load.js';
-import { runRoute } from './route.js';
 
 const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   start                      run the gateway in the foreground
@@ -31,17 +26,18 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
 
 type Command = (config: Config, argv: string[], maps: ClassicMaps, configFile: string) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = {
-  sendmail: runSendmail,
-  mailq: runMailq,
-  hold: runHold,
-  release: runRelease,
-  quarantine: runQuarantine,
-  status: runStatus,
-  flush: runFlush,
-  route: runRoute,
-  link: runLink,
-  etrn: runEtrn,
+/** Each command's module is loaded when it runs: `mailq` on a small box must not load the SMTP stack. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  sendmail: async () => (await import('./sendmail.js')).runSendmail,
+  mailq: async () => (await import('./mailq.js')).runMailq,
+  hold: async () => (await import('./admin.js')).runHold,
+  release: async () => (await import('./admin.js')).runRelease,
+  quarantine: async () => (await import('./admin.js')).runQuarantine,
+  status: async () => (await import('./admin.js')).runStatus,
+  flush: async () => (await import('./flush.js')).runFlush,
+  route: async () => (await import('./route.js')).runRoute,
+  link: async () => (await import('./admin.js')).runLink,
+  etrn: async () => (await import('./admin.js')).runEtrn,
 };
 
 async function checkConfig(file: string): Promise<number> {
@@ -94,9 +90,9 @@ export async function main(argv: readonly string[], invokedAs: string): Promise<
       if (args.length) throw new UsageError(`start: unexpected argument ${args[0]}`);
       return await start(file);
     }
-    const run = COMMANDS[command];
-    if (!run) throw new UsageError(`Unknown command "${command}"\n${USAGE}`);
-    const { config, maps } = await loadAll(file);
+    const load = COMMANDS[command];
+    if (!load) throw new UsageError(`Unknown command "${command}"\n${USAGE}`);
+    const [run, { config, maps }] = await Promise.all([load(), loadAll(file)]);
     return await run(config, args, maps, file);
   } catch (err) {
     const code = exitCodeOf(err);

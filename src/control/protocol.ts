@@ -19,19 +19,24 @@ export function socketPath(spool: string): string {
   return path.join(spool, 'quietlink.sock');
 }
 
-/** Splits a byte stream into JSON lines. */
+/**
+ * Splits a byte stream into JSON lines. Only the new chunk is searched for a
+ * newline and the pieces of a line are joined once, when it is complete: a
+ * reply of tens of megabytes (mailq of a big queue) costs linear time.
+ */
 export class LineDecoder {
-  private buf = '';
+  private pieces: Buffer[] = [];
   push(chunk: Buffer | string): unknown[] {
-    this.buf += chunk.toString();
+    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     const out: unknown[] = [];
-    let nl = this.buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = this.buf.slice(0, nl).trim();
-      this.buf = this.buf.slice(nl + 1);
+    for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a)) {
+      this.pieces.push(buf.subarray(0, nl));
+      const line = (this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces)).toString().trim();
+      this.pieces = [];
+      buf = buf.subarray(nl + 1);
       if (line) out.push(JSON.parse(line));
-      nl = this.buf.indexOf('\n');
     }
+    if (buf.length) this.pieces.push(buf);
     return out;
   }
 }

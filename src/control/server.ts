@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import { EX, exitCodeOf, UnavailableError } from '../errors.js';
 import { LineDecoder, socketPath, type ControlReply, type ControlRequest } from './protocol.js';
 
-export type ControlHandler = (args: Record<string, unknown>, emit: (event: unknown) => void) => Promise<unknown>;
+/** `emit` sends an event line; its promise resolves once the socket can take more (a big listing streams). */
+export type ControlHandler = (args: Record<string, unknown>, emit: (event: unknown) => Promise<void>) => Promise<unknown>;
 
 export class ControlServer {
   private server: net.Server | null = null;
@@ -48,9 +49,17 @@ export class ControlServer {
   private serve(sock: net.Socket): void {
     const decoder = new LineDecoder();
     let started = false;
-    const send = (reply: ControlReply) => {
-      if (!sock.destroyed) sock.write(`${JSON.stringify(reply)}\n`);
-    };
+    const send = (reply: ControlReply): boolean => !sock.destroyed && sock.write(`${JSON.stringify(reply)}\n`);
+    const emit = (event: unknown) => new Promise<void>((resolve) => {
+      if (send({ type: 'event', event }) || sock.destroyed) return resolve();
+      const go = () => {
+        sock.off('drain', go);
+        sock.off('close', go);
+        resolve();
+      };
+      sock.on('drain', go);
+      sock.on('close', go);
+    });
     sock.on('error', () => undefined);
     sock.on('data', (chunk) => {
       if (started) return;
@@ -72,7 +81,7 @@ export class ControlServer {
         sock.end();
         return;
       }
-      handler(req.args ?? {}, (event) => send({ type: 'event', event })).then(
+      handler(req.args ?? {}, emit).then(
         (data) => send({ type: 'result', ok: true, data: data ?? null }),
         (err) => {
           const exitCode = exitCodeOf(err);

@@ -29,7 +29,7 @@ const COUNTERS = {
   quietlink_etrn_sent_total: 'ETRN commands sent to the relay',
   quietlink_etrn_received_total: 'ETRN commands received from customers, by reply code',
   quietlink_load_queued_total: 'Messages left for a later run because the load average was above queueLA',
-  quietlink_connections_refused_total: 'SMTP connections or messages refused by policy, by reason (load, disk)',
+  quietlink_smtp_refused_total: 'SMTP connections (load: 421 4.3.2) or messages (disk: 452 4.3.1) refused by policy, by reason',
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;
@@ -70,6 +70,37 @@ export class Metrics {
     }
     return `${out.join('\n')}\n`;
   }
+}
+
+/** What the gauges are made of, gathered by the daemon at scrape time. */
+export interface GaugeFacts {
+  queue: Record<string, number>;
+  /** Pending recipients by next hop. */
+  byRoute: ReadonlyMap<string, number>;
+  linkUp: boolean;
+  windowOpen: boolean;
+  load: { average: number; queueLA: number; refuseLA: number };
+  freeBytes: number | null;
+  dns: { hits: number; misses: number; stale: number; refusedForwards: number };
+}
+
+/** The gauge families (and the resolver's own counters) of one scrape. Pure. */
+export function gaugeFamilies(f: GaugeFacts): Family[] {
+  const one = (name: string, help: string, value: number, type: Family['type'] = 'gauge'): Family => ({ name, help, type, samples: [{ value }] });
+  return [
+    { name: 'quietlink_queue_messages', help: 'Messages in the queue, by state', type: 'gauge', samples: Object.entries(f.queue).map(([state, value]) => ({ labels: { state }, value })) },
+    { name: 'quietlink_queue_recipients', help: 'Pending recipients of queued messages, by next hop (refreshed at most every 30 s)', type: 'gauge', samples: [...f.byRoute].map(([route, value]) => ({ labels: { route }, value })) },
+    one('quietlink_link_up', '1 when the link is up', f.linkUp ? 1 : 0),
+    one('quietlink_flush_window_open', '1 while a flush window is open', f.windowOpen ? 1 : 0),
+    one('quietlink_load_average', '1-minute load average', f.load.average),
+    one('quietlink_load_queue_threshold', 'queueLA in force', f.load.queueLA),
+    one('quietlink_load_refuse_threshold', 'refuseLA in force', f.load.refuseLA),
+    one('quietlink_spool_free_bytes', 'Bytes free on the spool file system', f.freeBytes ?? 0),
+    one('quietlink_dns_cache_hits_total', 'DNS answers from the cache', f.dns.hits, 'counter'),
+    one('quietlink_dns_cache_misses_total', 'DNS questions not in the cache', f.dns.misses, 'counter'),
+    one('quietlink_dns_stale_answers_total', 'Expired DNS answers served while the link was down (serveStale)', f.dns.stale, 'counter'),
+    one('quietlink_dns_refused_forwards_total', 'DNS questions not forwarded because the link was down', f.dns.refusedForwards, 'counter'),
+  ];
 }
 
 /** Serves GET /metrics on `listen`; resolves with the bound address. */

@@ -34,6 +34,7 @@ import { partId, type QueueId } from './queue-id.js';
 import { matches, type Selection } from './select.js';
 import type { BodyWriter, Place, QueueState, QueueStore } from './store.js';
 import type { IntakeJournal } from './journal.js';
+import { listingOf, type Listed } from './listing.js';
 
 /** Files written at once when resident messages are settled. */
 const SETTLE_CONCURRENCY = 8;
@@ -141,6 +142,10 @@ export class Queue {
   private readonly locks = new Map<QueueId, Promise<void>>();
   /** When the oldest message still resident was committed (null: none waiting for a settle). */
   private residentSince: number | null = null;
+  /** mailq's view of every message that has its own files (resident ones are listed from memory). */
+  private readonly listing = new Map<QueueId, Listed>();
+  /** The start-up walk (recover) has listed every message that was on disk. */
+  private listingComplete = false;
 
   constructor(readonly store: QueueStore, private readonly opts: QueueOptions) {
     this.now = opts.now ?? Date.now;
@@ -204,6 +209,7 @@ export class Queue {
     await writer.finish();
     await Promise.all(envelopes.slice(1).map((e) => this.store.shareBody(body.id, e.id)));
     await Promise.all(envelopes.map((e) => this.store.putEnvelope({ state: 'queued', group: e.group }, e.id, encodeEnvelope(e))));
+    for (const e of envelopes) this.listing.set(e.id, listingOf(e, 'queued'));
     return envelopes;
   }
 
@@ -232,7 +238,10 @@ export class Queue {
   }
 
   private forget(entry: Resident): void {
-    for (const e of entry.envelopes) this.resident.delete(e.id);
+    for (const e of entry.envelopes) {
+      this.resident.delete(e.id);
+      this.listing.set(e.id, listingOf(e, 'queued'));
+    }
     this.residentBytes -= entry.body.length;
     this.journal?.settled(entry.token);
   }
@@ -404,6 +413,7 @@ export class Queue {
         return null;
       }
       this.changed(id);
+      this.listing.delete(id);
       await this.store.move(id, place, { state: 'corrupt' });
       this.log.error({ qid: id, from: place.state, reason: err.message }, `Cannot read envelope of ${id}: moved to corrupt`);
       return null;
@@ -467,6 +477,21 @@ export class Queue {
 
   private changed(id: QueueId): void {
     this.changes.set(id, this.version(id) + 1);
+  }
+
+  /**
+   * mailq's view of the messages matching a selection, oldest first, from
+   * memory; null until the start-up walk (recover) has listed the queue.
+   */
+  listed(sel: Selection): Listed[] | null {
+    if (!this.listingComplete) return null;
+    const out: Listed[] = [];
+    for (const id of this.resident.keys()) {
+      const r = this.residentLocated(id);
+      if (r && matches(sel, r.env)) out.push(listingOf(r.env, 'queued'));
+    }
+    for (const l of this.listing.values()) if (!this.resident.has(l.id) && matches(sel, l)) out.push(l);
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Envelopes matching a selection, oldest first. */
@@ -537,6 +562,7 @@ export class Queue {
     const next = { ...env, hold: this.stamp(reason) };
     this.changed(id);
     await this.store.move(id, place, { state: 'held' }, encodeEnvelope(next));
+    this.listing.set(id, listingOf(next, 'held'));
     this.log.info({ qid: id, reason }, 'held');
     return next;
   }
@@ -552,6 +578,7 @@ export class Queue {
     const next = { ...env, hold: undefined, nextAttempt: null };
     this.changed(id);
     await this.store.move(id, place, { state: 'queued', group: env.group }, encodeEnvelope(next));
+    this.listing.set(id, listingOf(next, 'queued'));
     this.log.info({ qid: id }, 'released');
     return next;
   }
@@ -567,6 +594,7 @@ export class Queue {
     const next = { ...env, quarantine: this.stamp(reason) };
     this.changed(id);
     await this.store.move(id, place, { state: 'quarantined' }, encodeEnvelope(next));
+    this.listing.set(id, listingOf(next, 'quarantined'));
     this.log.info({ qid: id, reason }, 'quarantined');
     return next;
   }
@@ -582,6 +610,7 @@ export class Queue {
     const to: Place = env.hold ? { state: 'held' } : { state: 'queued', group: env.group };
     this.changed(id);
     await this.store.move(id, place, to, encodeEnvelope(next));
+    this.listing.set(id, listingOf(next, to.state));
     this.log.info({ qid: id }, 'released from quarantine');
     return next;
   }
@@ -596,6 +625,7 @@ export class Queue {
     }
     this.changed(env.id);
     await this.store.putEnvelope(place, env.id, encodeEnvelope(env));
+    this.listing.set(env.id, listingOf(env, 'queued'));
   }
 
   /** Removes a message none of whose recipients is pending any more. */
@@ -611,6 +641,7 @@ export class Queue {
     }
     this.journaledIn.delete(env.id);
     this.changed(env.id);
+    this.listing.delete(env.id);
     await this.store.remove(env.id, { state: 'queued', group: env.group });
     // the count is kept: a run that read this message earlier must see that it changed
   }
@@ -622,7 +653,14 @@ export class Queue {
    */
   async recover(before: number): Promise<number> {
     const referenced = new Set<string>(this.resident.keys());
-    for await (const { env } of this.walk(['queued', 'held', 'quarantined'])) referenced.add(env.id);
+    for await (const { env, place, version } of this.walk(['queued', 'held', 'quarantined'])) {
+      referenced.add(env.id);
+      // the same walk lists what was on disk at start; what changed since was listed by the change itself
+      if (version !== undefined && !this.resident.has(env.id) && !this.listing.has(env.id) && this.version(env.id) === version) {
+        this.listing.set(env.id, listingOf(env, place.state));
+      }
+    }
+    this.listingComplete = true;
     for await (const id of this.store.walk({ state: 'corrupt' })) referenced.add(id);
     return this.store.recover((id) => referenced.has(id) || this.resident.has(id), before);
   }

@@ -31,7 +31,13 @@ export function selectorTakesNext(flag: string): boolean {
   return /^!?[RSIG]$/.test(flag);
 }
 
-function matchOne(s: Selector, env: Envelope): boolean {
+/** What selectors look at: an envelope, or mailq's listing of one (queue/listing.ts). */
+type Selectable = Pick<Envelope, 'id' | 'sender' | 'group'> & {
+  quarantine?: unknown;
+  recipients: ReadonlyArray<{ address: string; state: string }>;
+};
+
+function matchOne(s: Selector, env: Selectable): boolean {
   const v = s.value.toLowerCase();
   switch (s.kind) {
     case 'R': return env.recipients.some((r) => r.state === 'pending' && r.address.toLowerCase().includes(v));
@@ -42,7 +48,7 @@ function matchOne(s: Selector, env: Envelope): boolean {
 }
 
 /** As sendmail: selectors of one kind are ORed, different kinds ANDed. */
-export function matches(sel: Selection, env: Envelope): boolean {
+export function matches(sel: Selection, env: Selectable): boolean {
   if (sel.quarantined !== Boolean(env.quarantine)) return false;
   const kinds = new Set(sel.selectors.map((s) => s.kind));
   for (const kind of kinds) {

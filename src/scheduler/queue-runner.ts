@@ -149,9 +149,18 @@ export class QueueRunner {
 
   private readonly active = new Set<Promise<RunSummary>>();
 
+  /** Set by stop(): runs hand out no new message; what is on a connection finishes. */
+  private stopping = false;
+
   /** Resolves when no run is going on (for a clean stop). */
   async idle(): Promise<void> {
     while (this.active.size) await Promise.allSettled([...this.active]);
+  }
+
+  /** A clean stop: no new deliveries; resolves when those in flight are written down. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    return this.idle();
   }
 
   run(opts: RunOptions): Promise<RunSummary> {
@@ -182,6 +191,7 @@ export class QueueRunner {
         }
       } else {
         for await (const loc of this.deps.queue.walk(['queued'])) {
+          if (this.stopping) break;
           chunk.push(loc);
           if (chunk.length >= CHUNK) await flush();
           if (opts.planLimit !== undefined && (summary.plan?.length ?? 0) >= opts.planLimit) break;
@@ -212,6 +222,7 @@ export class QueueRunner {
     locs.sort((a, b) => a.env.priority - b.env.priority);
     const gate = explicit || opts.dryRun ? null : this.deps.loadGate?.() ?? null;
     for (const loc of locs) {
+      if (this.stopping) break;
       const candidate = loc.env;
       if (opts.group && candidate.group !== opts.group) continue;
       if (this.groupRunners(candidate.group) === 0) continue;

@@ -9,6 +9,7 @@ import { createIdGenerator } from '../../src/queue/queue-id.js';
 import { decodeEnvelope, encodeEnvelope } from '../../src/queue/envelope.js';
 import { IllegalTransitionError } from '../../src/errors.js';
 import { tempDir } from '../helpers/daemon.js';
+import { listingOf } from '../../src/queue/listing.js';
 
 const draft = (rcpts: string[]): MessageDraft => ({
   sender: 'alice@office.example', recipients: rcpts.map((address) => ({ address })), bodyType: '7BIT', smtputf8: false,
@@ -118,4 +119,33 @@ test('finish() refuses a message with pending recipients and removes a done one'
   assert.equal(await queue.find(env.id), null);
   assert.deepEqual(await fs.readdir(path.join(dir, 'data')), []);
   await fs.rm(dir, { recursive: true });
+});
+
+test('the in-memory listing (mailq) follows every change and equals a listing read from the files', async () => {
+  const { dir, queue, newId } = await setup();
+  // what was on disk before this process: listed by the start-up walk
+  const before = await put(queue, newId(), 'old\r\n', ['x@a.example']);
+  const fresh = new Queue(new FsStore(dir), { groups: [], log: pino({ level: 'silent' }), now: () => Date.UTC(2026, 10, 23, 12) });
+  await fresh.init();
+  const all = { selectors: [], quarantined: false };
+  assert.equal(fresh.listed(all), null, 'not complete before the walk');
+  await fresh.recover(Date.now());
+  const fromFiles = async (sel: typeof all) => (await fresh.list(sel)).map((l) => listingOf(l.env, l.place.state));
+  assert.deepEqual(fresh.listed(all), await fromFiles(all));
+  const [a] = await put(fresh, newId(), 'a\r\n', ['y@b.example', 'z@b.example']);
+  const [b] = await put(fresh, newId(), 'b\r\n', ['w@c.example']);
+  const [c] = await put(fresh, newId(), 'c\r\n', ['v@d.example']);
+  await fresh.hold(b.id, 'look at it');
+  await fresh.quarantine(c.id, 'spam?');
+  await fresh.update({ ...a, attempts: 1, recipients: [{ ...a.recipients[0], state: 'delivered' }, { ...a.recipients[1], lastReply: '451 4.3.0 later' }] });
+  await fresh.finish({ ...before[0], recipients: before[0].recipients.map((r) => ({ ...r, state: 'delivered' as const })) });
+  const quarantined = { selectors: [], quarantined: true };
+  for (const sel of [all, quarantined, { selectors: [{ kind: 'R' as const, value: 'b.example', negate: false }], quarantined: false }]) {
+    assert.deepEqual(fresh.listed(sel), await fromFiles(sel), JSON.stringify(sel));
+  }
+  assert.deepEqual(fresh.listed(all)!.map((l) => [l.id, l.state, l.recipients.map((r) => r.address)]), [[a.id, 'queued', ['z@b.example']], [b.id, 'held', ['w@c.example']]]);
+  await fresh.release(b.id);
+  await fresh.unquarantine(c.id);
+  assert.deepEqual(fresh.listed(all), await fromFiles(all));
+  assert.equal(fresh.listed(all)!.length, 3);
 });
