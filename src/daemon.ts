@@ -341,12 +341,21 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   /** Messages held until ETRN, by customer domain (for status). */
   const heldByDomain = async () => {
     const held: Record<string, number> = {};
-    for await (const { env } of queue.walk(['queued'])) {
-      const domains = new Set(env.recipients.filter((r) => r.state === 'pending' && routeOf(domainOf(r.address), table).holdUntilEtrn).map((r) => domainOf(r.address)));
+    for await (const rcpts of queuedPending()) {
+      const domains = new Set(rcpts.map(domainOf).filter((d) => routeOf(d, table).holdUntilEtrn));
       for (const d of domains) held[d] = (held[d] ?? 0) + 1;
     }
     return held;
   };
+  /** The pending recipients of each queued message: from the queue's in-memory listing once it is complete. */
+  async function* queuedPending(): AsyncIterable<string[]> {
+    const listed = queue.listed({ selectors: [], quarantined: false });
+    if (listed) {
+      for (const l of listed) if (l.state === 'queued') yield l.recipients.map((r) => r.address);
+      return;
+    }
+    for await (const { env } of queue.walk(['queued'])) yield env.recipients.filter((r) => r.state === 'pending').map((r) => r.address);
+  }
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
   /** The load policy now (status and metrics). */
   const loadNow = () => {
@@ -370,10 +379,9 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const recipientsByRoute = async () => {
     if (byRoute && now() - byRoute.at < 30_000) return byRoute.counts;
     const counts = new Map<string, number>();
-    for await (const { env } of queue.walk(['queued'])) {
-      for (const r of env.recipients) {
-        if (r.state !== 'pending') continue;
-        const hop = routeOf(domainOf(r.address), table).nexthop;
+    for await (const rcpts of queuedPending()) {
+      for (const a of rcpts) {
+        const hop = routeOf(domainOf(a), table).nexthop;
         counts.set(hop, (counts.get(hop) ?? 0) + 1);
       }
     }
