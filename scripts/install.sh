@@ -130,6 +130,10 @@ done
 n=$(printf '%s\n' "$DEPS" | wc -l | tr -d ' ')
 chmod -R u+rwX,go+rX,go-w "$STAGE"
 chmod 0755 "$STAGE/bin/quietlink"
+# the node that runs install.sh, by its absolute path: PHP's clear_env and cron's
+# short PATH must not decide whether sendmail finds a node in /usr/local/bin
+NODE_BIN=$(command -v node 2>/dev/null || true)
+case $NODE_BIN in /*) sed -i "1s|^#!.*|#!$NODE_BIN|" "$STAGE/bin/quietlink" ;; esac
 [ "$(id -u)" = 0 ] && chown -R 0:0 "$STAGE"
 VERSION=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$SRC/package.json" | head -n 1)
 if [ -d "$LIB" ]; then

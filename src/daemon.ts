@@ -189,15 +189,12 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       const load = readLoadAverage();
       const t = thresholds();
       if (!(load > t.queueLA)) return null;
-      return (priority) => {
-        const why = shouldQueue(load, priority, t);
-        if (why) metrics.inc('quietlink_load_queued_total');
-        return why;
-      };
+      return (priority) => shouldQueue(load, priority, t);
     },
+    onLoadQueued: () => metrics.inc('quietlink_load_queued_total'),
     onOutcomes: (n) => {
       metrics.inc('quietlink_recipients_delivered_total', undefined, n.delivered);
-      metrics.inc('quietlink_recipients_deferred_total', undefined, n.deferred);
+      metrics.inc('quietlink_recipients_deferred_total', undefined, Math.max(0, n.deferred));
       metrics.inc('quietlink_recipients_bounced_total', undefined, n.bounced);
     },
   });
@@ -286,14 +283,26 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     try {
       const next = await loadAll(configFile);
       // what is bound or opened at start stays until a restart; say so rather than pretend
-      const fixed = (['spool', 'smtp', 'dns', 'metrics'] as const).filter((k) => JSON.stringify(next.config[k]) !== JSON.stringify(config[k]));
-      if (fixed.length) log.warn({ keys: fixed }, 'reload: changes to these sections take effect at the next restart (dns: only allow and hosts follow now)');
-      const rescheduled = JSON.stringify([next.config.flush, next.config.queue.groups]) !== JSON.stringify([config.flush, config.queue.groups]);
+      const atStart = {
+        spool: config.spool, smtp: config.smtp, dns: config.dns, metrics: config.metrics, hostname: config.hostname,
+        timeout: config.timeout, 'queue.groups': config.queue.groups, 'link.interface': config.link.interface,
+      };
+      const fresh = {
+        spool: next.config.spool, smtp: next.config.smtp, dns: next.config.dns, metrics: next.config.metrics, hostname: next.config.hostname,
+        timeout: next.config.timeout, 'queue.groups': next.config.queue.groups, 'link.interface': next.config.link.interface,
+      };
+      const fixed = (Object.keys(atStart) as Array<keyof typeof atStart>).filter((k) => JSON.stringify(fresh[k]) !== JSON.stringify(atStart[k]));
+      if (fixed.length) log.warn({ keys: fixed }, 'reload: changes to these take effect at the next restart (of dns, allow and hosts follow now)');
+      const rescheduled = JSON.stringify(next.config.flush) !== JSON.stringify(config.flush);
       config = {
         ...next.config,
         spool: config.spool,
         metrics: config.metrics,
         smtp: config.smtp,
+        hostname: config.hostname,
+        timeout: config.timeout,
+        queue: { ...next.config.queue, groups: config.queue.groups },
+        link: { ...next.config.link, interface: config.link.interface },
         dns: { ...next.config.dns, listen: config.dns.listen, upstream: config.dns.upstream },
       };
       maps = next.maps;
@@ -308,12 +317,13 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       else log.error({ reason, err: (err as Error).message }, 'reload refused');
     }
   };
-  const watched = [configFile, config.mailertable, config.authinfo, ...Object.values(config.classes).map((c) => c.file)].filter((f): f is string => Boolean(f));
+  const watched = standalone ? [] : [configFile, config.mailertable, config.authinfo, ...Object.values(config.classes).map((c) => c.file)].filter((f): f is string => Boolean(f));
   for (const f of watched) fs.watchFile(f, { interval: 2000, persistent: false }, (cur, prev) => {
     if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino) void reload(`${f} changed`);
   });
   const onHup = () => void reload('SIGHUP');
-  process.on('SIGHUP', onHup);
+  // a daemonless run is over in a moment and keeps the settings it was started with
+  if (!standalone) process.on('SIGHUP', onHup);
 
   let timers: NodeJS.Timeout[] = [];
   let cronTasks: ReturnType<typeof cron.schedule>[] = [];
@@ -376,8 +386,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   /** Pending recipients by next hop; a walk of the whole queue, so kept for 30 s between scrapes. */
   let byRoute: { at: number; counts: Map<string, number> } | null = null;
-  const recipientsByRoute = async () => {
-    if (byRoute && now() - byRoute.at < 30_000) return byRoute.counts;
+  const recipientsByRoute = async (maxAge = 30_000) => {
+    if (byRoute && now() - byRoute.at < maxAge) return byRoute.counts;
     const counts = new Map<string, number>();
     for await (const rcpts of queuedPending()) {
       for (const a of rcpts) {
@@ -452,6 +462,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       deliveryMode: config.deliveryMode,
       listen: bound,
       queue: await queue.counts(),
+      /** Pending recipients by next hop (SPEC §11: queue counts by route). */
+      byRoute: Object.fromEntries(await recipientsByRoute(0)),
       link: { mode: config.link.mode, ...link.current, since: new Date(link.current.since).toISOString() },
       window: windows.isOpen ? 'open' : 'closed',
       nextWindow: nextWindow()?.toISOString() ?? null,

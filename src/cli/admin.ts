@@ -63,7 +63,7 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
   rejectUnknownFlags(argv, 'status');
   const s = (await controlRequest(config.spool, 'status')) as {
     pid: number; startedAt: string; hostname: string; spool: string; deliveryMode: string;
-    listen: Array<{ host: string; port: number }>; queue: Record<string, number>;
+    listen: Array<{ host: string; port: number }>; queue: Record<string, number>; byRoute: Record<string, number>;
     link: { mode: string; state: string; since: string; iface?: string }; window: string; nextWindow: string | null;
     lastWindow: { cause: string; end: string; delivered: number; deferred: number; linkSeconds: number } | null;
     held: Record<string, number>; lastEtrn: Record<string, { time: string; client: string; reply: string }>;
@@ -82,6 +82,7 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
     `delivery mode: ${s.deliveryMode}`,
     `smtp:          ${s.listen.map((l) => `${l.host}:${l.port}`).join(', ')}`,
     `queue:         ${Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    ...(Object.keys(s.byRoute).length ? [`by next hop:   ${Object.entries(s.byRoute).map(([k, v]) => `${k} ${v}`).join(', ')} (recipients)`] : []),
     `link:          ${s.link.state}${s.link.iface ? ` (${s.link.iface})` : ''} since ${s.link.since}, mode ${s.link.mode}`,
     `window:        ${s.window}; next ${s.nextWindow ?? 'none scheduled'}`,
     `last window:   ${s.lastWindow ? `${s.lastWindow.cause} at ${s.lastWindow.end}: ${s.lastWindow.delivered} delivered, ${s.lastWindow.deferred} deferred, ${s.lastWindow.linkSeconds.toFixed(1)} link-seconds` : 'none yet'}`,

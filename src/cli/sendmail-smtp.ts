@@ -59,11 +59,14 @@ export async function runSmtpOnStdio(config: Config): Promise<number> {
           raw: Buffer.concat(chunks),
           ignoreDots: true,
           extract: false,
-          bodyType: env.bodyType === '8bitmime' ? '8BITMIME' : '7BIT',
+          // without BODY=, the 8-bit check of a local submission decides (as for sendmail -t)
+          bodyType: env.bodyType === '8bitmime' ? '8BITMIME' : undefined,
           dsn: { ret: (dsn.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: dsn.envid ?? undefined },
         }).then((id) => {
           ids.push(id);
           cb(null, `2.0.0 Ok: queued as ${id}`);
+          // the daemon takes each message in at once; a long session does not hold them back
+          void askPickup(config, [id], false);
         }, (err) => {
           if (err instanceof TempFailError || err instanceof MailError) {
             tempFailed ||= err.isTemporary;
@@ -115,9 +118,17 @@ export async function runSmtpOnStdio(config: Config): Promise<number> {
     setNoDelay: () => stdio,
     setKeepAlive: () => stdio,
   });
+  // local programs often end lines with LF alone: that is no smuggling attempt here, make it CRLF
+  let lastCR = false;
   process.stdin.on('data', (d: Buffer) => {
     touch();
-    feed(d);
+    let text = d.toString('latin1');
+    // a CR at the end of the last piece and an LF at the start of this one are one CRLF
+    const head = lastCR && text.startsWith('\n') ? '\n' : '';
+    if (head) text = text.slice(1);
+    const fixed = head + text.replace(/\r?\n/g, '\r\n');
+    lastCR = text.endsWith('\r');
+    feed(Buffer.from(fixed, 'latin1'));
   });
   process.stdin.on('end', () => feed(null));
   const settle = async () => {
@@ -136,6 +147,6 @@ export async function runSmtpOnStdio(config: Config): Promise<number> {
   await settle();
   clearInterval(alive);
   if (idle) clearTimeout(idle);
-  if (ids.length) await askPickup(config, ids, false);
+  if (ids.length) await askPickup(config, [], false);
   return tempFailed ? EX.TEMPFAIL : EX.OK;
 }

@@ -10,19 +10,13 @@
  * `-f FROM`); harmless ones PHP, cron and mdadm pass are accepted and
  * ignored. Anything that could inject a header or an option is refused (64).
  */
-import os from 'node:os';
 import type { Config } from '../config/schema.js';
-import { controlRequest, DaemonNotRunningError } from '../control/client.js';
-import { EX, UsageError, DataError, TempFailError } from '../errors.js';
-import { hasRoom, isNoSpace, spoolSpace, type Space } from '../intake/disk-policy.js';
-import { createIdGenerator } from '../queue/queue-id.js';
-import { writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
-import { checkArgument, composeLocalSubmission, qualify } from '../intake/local-submission.js';
+import { EX, UsageError, DataError } from '../errors.js';
+import { checkArgument, qualify } from '../intake/local-submission.js';
 import { isValidMailbox } from '../intake/address.js';
 import { runMailq } from './mailq.js';
 import { runFlush } from './flush.js';
 import { runAddressTest } from './route.js';
-import { runSmtpOnStdio } from './sendmail-smtp.js';
 import { askPickup, currentUser, dropMessage } from './submit.js';
 import type { ClassicMaps } from '../config/load.js';
 
@@ -145,7 +139,7 @@ export async function runSendmail(config: Config, argv: string[], maps: ClassicM
   const o = parseSendmailArgs(argv);
   if (o.mode === 'test') return runAddressTest(config, maps);
   if (o.mode === 'list') return runMailq(config, o.listArgs);
-  if (o.mode === 'smtp') return runSmtpOnStdio(config);
+  if (o.mode === 'smtp') return (await import('./sendmail-smtp.js')).runSmtpOnStdio(config);
   if (o.mode === 'flush') return runFlush(config, [...o.listArgs.filter((a) => a !== '-q'), ...(o.verbose ? ['-v'] : [])], maps, configFile);
   const user = currentUser();
   let sender = o.from === undefined ? `${user.name}@${config.hostname}` : o.from.replace(/^<(.*)>$/, '$1');

@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseDocument, LineCounter, isMap, isNode, isPair, isScalar, type Document, type Node } from 'yaml';
+import { parseDocument, LineCounter, isMap, isNode, isPair, isScalar, type Document } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
 import {

@@ -47,14 +47,19 @@ export class FsStore implements QueueStore {
 
   async init(groups: readonly string[]): Promise<void> {
     const dirs = ['tmp', 'data', 'hold', 'quarantine', 'corrupt', 'maildrop', 'queue', ...groups.map((g) => path.join('queue', g))];
-    for (const d of dirs) await fs.mkdir(path.join(this.spool, d), { recursive: true, mode: 0o750 });
+    for (const d of dirs) {
+      // members of group quietlink (who may submit) must not read queued mail: only maildrop is theirs
+      await fs.mkdir(path.join(this.spool, d), { recursive: true, mode: 0o700 });
+      if (d !== 'maildrop') await fs.chmod(path.join(this.spool, d), 0o700).catch(() => undefined);
+    }
     // maildrop is written by the sendmail command, also when the daemon is down
-    await fs.chmod(path.join(this.spool, 'maildrop'), 0o3730).catch(() => undefined);
+    // (under the systemd unit's RestrictSUIDSGID the set-group-ID bit can't be set here: install.sh sets it)
+    await fs.chmod(path.join(this.spool, 'maildrop'), 0o3730).catch(() => fs.chmod(path.join(this.spool, 'maildrop'), 0o1730).catch(() => undefined));
   }
 
   async create(id: QueueId): Promise<BodyWriter> {
     const file = this.bodyPath(id);
-    const fh = await fs.open(file, 'wx', 0o640);
+    const fh = await fs.open(file, 'wx', 0o600);
     const dirSync = this.dirSync;
     let closed = false;
     return {
@@ -86,12 +91,16 @@ export class FsStore implements QueueStore {
 
   private async writeTemp(id: QueueId, bytes: Buffer): Promise<string> {
     const tmp = path.join(this.spool, 'tmp', `${id}.${process.pid}.${++this.tmpSeq}.json`);
-    const fh = await fs.open(tmp, 'w', 0o640);
+    const fh = await fs.open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(bytes);
       await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true });
+      throw err;
     } finally {
-      await fh.close();
+      await fh.close().catch(() => undefined);
     }
     return tmp;
   }
@@ -99,7 +108,7 @@ export class FsStore implements QueueStore {
   async place(bodyId: QueueId, body: Buffer, envelopes: ReadonlyArray<{ place: Place; id: QueueId; bytes: Buffer }>): Promise<string[]> {
     const files: string[] = [];
     const bodyFile = this.bodyPath(bodyId);
-    await fs.writeFile(bodyFile, body, { mode: 0o640 });
+    await fs.writeFile(bodyFile, body, { mode: 0o600 });
     files.push(bodyFile);
     for (const e of envelopes) {
       if (e.id !== bodyId) {
@@ -107,7 +116,7 @@ export class FsStore implements QueueStore {
         await fs.link(bodyFile, this.bodyPath(e.id));
       }
       const tmp = path.join(this.spool, 'tmp', `${e.id}.${process.pid}.${++this.tmpSeq}.json`);
-      await fs.writeFile(tmp, e.bytes, { mode: 0o640 });
+      await fs.writeFile(tmp, e.bytes, { mode: 0o600 });
       const target = this.envelopePath(e.id, e.place);
       await fs.rename(tmp, target);
       files.push(target);

@@ -126,7 +126,7 @@ export class IntakeJournal {
 
   /** Removes the segments a previous run left (after replay made their files durable) and opens a new one. */
   async open(): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true, mode: 0o750 });
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const old = await this.existing();
     for (const f of old) await fsp.rm(f, { force: true });
     if (old.length) await fsyncDir(this.dir);
@@ -137,7 +137,7 @@ export class IntakeJournal {
 
   private async newSegment(seq: number): Promise<Segment> {
     const file = this.segmentPath(seq);
-    const fd = await open(file, 'a', 0o640);
+    const fd = await open(file, 'a', 0o600);
     await fsyncDir(this.dir);
     return { seq, file, fd, size: 0, unsettled: 0, released: false };
   }

@@ -39,6 +39,8 @@ export async function writeMaildrop(spool: string, id: QueueId, sub: Submission,
   await fs.mkdir(dir, { recursive: true, mode: 0o750 });
   const fh = await fs.open(tmp, 'wx', 0o640);
   try {
+    // whatever the caller's umask (077 under hardened cron): the daemon reads it through the group
+    await fh.chmod(0o640);
     await fh.writev([Buffer.from(`${JSON.stringify(sub)}\n`), body]);
     await fh.sync();
   } catch (err) {

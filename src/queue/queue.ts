@@ -208,7 +208,14 @@ export class Queue {
     if (!body.spilled) await writer.write(body.takeBuffered());
     await writer.finish();
     await Promise.all(envelopes.slice(1).map((e) => this.store.shareBody(body.id, e.id)));
-    await Promise.all(envelopes.map((e) => this.store.putEnvelope({ state: 'queued', group: e.group }, e.id, encodeEnvelope(e))));
+    const placed = await Promise.allSettled(envelopes.map((e) => this.store.putEnvelope({ state: 'queued', group: e.group }, e.id, encodeEnvelope(e))));
+    const failed = placed.find((p): p is PromiseRejectedResult => p.status === 'rejected');
+    if (failed) {
+      // all parts or none: the client is told to try again, so a part left here would go out twice (or without a body)
+      await Promise.all(envelopes.map((e, i) => (placed[i].status === 'fulfilled' ? this.store.remove(e.id, { state: 'queued', group: e.group }) : undefined)))
+        .catch((err) => this.log.error({ qid: body.id, err: (err as Error).message }, 'cannot take back the parts of a message that failed'));
+      throw failed.reason;
+    }
     for (const e of envelopes) this.listing.set(e.id, listingOf(e, 'queued'));
     return envelopes;
   }
@@ -505,6 +512,12 @@ export class Queue {
 
   async counts(): Promise<Record<'queued' | 'held' | 'quarantined' | 'corrupt', number>> {
     const counts = { queued: this.resident.size, held: 0, quarantined: 0, corrupt: 0 };
+    if (this.listingComplete) {
+      // from memory (status and metrics scrapes of a big queue); only corrupt/ is read
+      for (const l of this.listing.values()) if (!this.resident.has(l.id) && l.state !== 'corrupt') counts[l.state]++;
+      for await (const _ of this.store.walk({ state: 'corrupt' })) counts.corrupt++;
+      return counts;
+    }
     const groups = await this.store.groups();
     for (const place of [...this.places(groups), { state: 'corrupt' } as Place]) {
       for await (const id of this.store.walk(place)) {
@@ -653,12 +666,19 @@ export class Queue {
    */
   async recover(before: number): Promise<number> {
     const referenced = new Set<string>(this.resident.keys());
+    const changedMeanwhile: QueueId[] = [];
     for await (const { env, place, version } of this.walk(['queued', 'held', 'quarantined'])) {
       referenced.add(env.id);
       // the same walk lists what was on disk at start; what changed since was listed by the change itself
-      if (version !== undefined && !this.resident.has(env.id) && !this.listing.has(env.id) && this.version(env.id) === version) {
-        this.listing.set(env.id, listingOf(env, place.state));
-      }
+      if (version === undefined || this.resident.has(env.id) || this.listing.has(env.id)) continue;
+      if (this.version(env.id) === version) this.listing.set(env.id, listingOf(env, place.state));
+      else changedMeanwhile.push(env.id);
+    }
+    // a change that failed half-way listed nothing: read those again
+    for (const id of changedMeanwhile) {
+      if (this.listing.has(id) || this.resident.has(id)) continue;
+      const loc = await this.find(id);
+      if (loc) this.listing.set(id, listingOf(loc.env, loc.place.state));
     }
     this.listingComplete = true;
     for await (const id of this.store.walk({ state: 'corrupt' })) referenced.add(id);

@@ -91,6 +91,8 @@ export interface RunnerDeps {
    * "at once" and to scheduled runs, never to an operator's flush or ETRN.
    */
   loadGate?: () => ((priority: number) => string | null) | null;
+  /** A message was left for a later run because of the load (metrics). */
+  onLoadQueued?: () => void;
   /** Per-recipient outcomes of one message's attempt, once written down (metrics). */
   onOutcomes?: (counts: { delivered: number; deferred: number; bounced: number }) => void;
 }
@@ -220,7 +222,8 @@ export class QueueRunner {
     };
     const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
     locs.sort((a, b) => a.env.priority - b.env.priority);
-    const gate = explicit || opts.dryRun ? null : this.deps.loadGate?.() ?? null;
+    // a dry run is gated too: demand mode's check must not dial for mail the load would hold back
+    const gate = explicit ? null : this.deps.loadGate?.() ?? null;
     for (const loc of locs) {
       if (this.stopping) break;
       const candidate = loc.env;
@@ -249,8 +252,10 @@ export class QueueRunner {
       if (!byHop.size) continue;
       // something would go now: the load decides whether it does (sendmail's shouldqueue)
       const busy = gate?.(candidate.priority);
+      if (busy && opts.dryRun) continue;
       if (busy) {
         summary.loadQueued = (summary.loadQueued ?? 0) + 1;
+        this.deps.onLoadQueued?.();
         this.deps.log[opts.ids ? 'info' : 'debug']({ qid: candidate.id, reason: busy }, 'queued for a later run: load too high');
         opts.onEvent?.({ type: 'skip', qid: candidate.id, to: '', reason: busy });
         continue;

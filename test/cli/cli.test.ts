@@ -240,12 +240,19 @@ test('sendmail -bs: an SMTP conversation on stdin and stdout writes to maildrop;
     const codes = r.stdout.split('\r\n').filter(Boolean).map((l) => l.slice(0, 4));
     assert.deepEqual(codes.filter((c) => !c.startsWith('250-')), ['220 ', '250 ', '250 ', '501 ', '250 ', '354 ', '250 ', '221 ']);
     const id = /^250 2\.0\.0 Ok: queued as (\S+)/m.exec(r.stdout)![1];
+    // a local program that ends its lines with LF alone is understood, and 8-bit text is recognised
+    const lf = await runCli(['sendmail', '-c', config, '-bs'], { input: Buffer.from('HELO app\nMAIL FROM:<app@office.example>\nRCPT TO:<ops@far.example>\nDATA\nSubject: caf\u00e9\n\n\u00fcber\n.\nQUIT\n', 'utf8') });
+    assert.equal(lf.code, 0, lf.stderr);
+    assert.match(lf.stdout, /^250 2\.0\.0 Ok: queued as /m, lf.stdout);
+    assert.match(lf.stdout, /^221 /m);
     const ac = await runCli(['mailq', '-c', config, '-Ac']);
     assert.match(ac.stdout, new RegExp(id));
     const daemon = await startDaemon(config);
     try {
       const q = await jsonQueue(config);
-      assert.deepEqual(q.messages.map((m) => [m.id, m.sender, m.recipients.map((x) => x.address)]), [[id, 'app@office.example', ['ops@far.example']]]);
+      assert.deepEqual(q.messages.filter((m) => m.id === id).map((m) => [m.id, m.sender, m.recipients.map((x) => x.address)]), [[id, 'app@office.example', ['ops@far.example']]]);
+      assert.equal(q.total, 2);
+      assert.equal((q.messages.find((m) => m.id !== id) as unknown as { bodyType: string }).bodyType, '8BITMIME');
     } finally {
       await daemon.stop();
     }

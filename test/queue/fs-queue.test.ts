@@ -148,4 +148,8 @@ test('the in-memory listing (mailq) follows every change and equals a listing re
   await fresh.unquarantine(c.id);
   assert.deepEqual(fresh.listed(all), await fromFiles(all));
   assert.equal(fresh.listed(all)!.length, 3);
+  // counts from memory equal counts from the folders
+  const cold = new Queue(new FsStore(dir), { groups: [], log: pino({ level: 'silent' }) });
+  await cold.init();
+  assert.deepEqual(await fresh.counts(), await cold.counts());
 });
