@@ -18,9 +18,10 @@ import type { Logger } from 'pino';
 import { loadAll } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { formatProblem, MailError, UsageError } from './errors.js';
-import { loadThresholds, readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
-import { hasRoom, spoolSpace, type Space } from './intake/disk-policy.js';
-import { gaugeFamilies, Metrics, startMetricsServer } from './observability/metrics.js';
+import { readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
+import { hasRoom } from './intake/disk-policy.js';
+import { Metrics, startMetricsServer } from './observability/metrics.js';
+import { Status } from './observability/status.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
@@ -49,8 +50,6 @@ import { runLinkCommand } from './link/dialer.js';
 import { Windows, type WindowRecord } from './scheduler/windows.js';
 import { sendEtrn, type EtrnResult } from './etrn/etrn-client.js';
 import { EtrnServer } from './etrn/etrn-server.js';
-import { domainOf } from './intake/address.js';
-import { route as routeOf } from './routing/route.js';
 import { expandHosts } from './delivery/resolver.js';
 import { parseHosts } from './routing/route.js';
 import cron from 'node-cron';
@@ -107,16 +106,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const problems = new RecentProblems(10);
   const log = createDaemonLogger(standalone ? standalone.logLevel ?? 'warn' : config.log.level, standalone ? 2 : 1, problems);
   const metrics = new Metrics();
-  const cpus = os.availableParallelism();
-  const thresholds = () => loadThresholds(config.queue, cpus);
-  /** Free space on the spool's file system; null when statfs fails (then nothing is refused for it). */
-  const space = (): Space | null => {
-    try {
-      return spoolSpace(config.spool);
-    } catch {
-      return null;
-    }
-  };
+
   const now = Date.now;
   const newId = createIdGenerator(now);
   await fsp.mkdir(config.spool, { recursive: true, mode: 0o750 });
@@ -187,7 +177,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     permanentLink: () => config.link.mode === 'permanent',
     loadGate: () => {
       const load = readLoadAverage();
-      const t = thresholds();
+      const t = status.thresholds();
       if (!(load > t.queueLA)) return null;
       return (priority) => shouldQueue(load, priority, t);
     },
@@ -264,14 +254,14 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     // sendmail's RefuseLA: at or above it, new connections are turned away
     admitConnection: () => {
       const load = readLoadAverage();
-      const t = thresholds();
+      const t = status.thresholds();
       if (!refusesConnections(load, t)) return null;
       metrics.inc('quietlink_smtp_refused_total', { reason: 'load' });
       return new MailError(421, '4.3.2', `${config.hostname} Too busy (load average ${load.toFixed(2)} >= refuseLA ${t.refuseLA}), try again later`);
     },
     // sendmail's MinFreeBlocks: keep a reserve on the spool's file system
     admitMessage: (size) => {
-      const sp = space();
+      const sp = status.space();
       if (!sp || hasRoom(sp, config.queue.minFreeBlocks, size)) return null;
       metrics.inc('quietlink_smtp_refused_total', { reason: 'disk' });
       return new MailError(452, '4.3.1', 'Insufficient system storage');
@@ -348,65 +338,11 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     return runs.sort((a, b) => a.getTime() - b.getTime())[0] ?? null;
   };
 
-  /** Messages held until ETRN, by customer domain (for status). */
-  const heldByDomain = async () => {
-    const held: Record<string, number> = {};
-    for await (const rcpts of queuedPending()) {
-      const domains = new Set(rcpts.map(domainOf).filter((d) => routeOf(d, table).holdUntilEtrn));
-      for (const d of domains) held[d] = (held[d] ?? 0) + 1;
-    }
-    return held;
-  };
-  /** The pending recipients of each queued message: from the queue's in-memory listing once it is complete. */
-  async function* queuedPending(): AsyncIterable<string[]> {
-    const listed = queue.listed({ selectors: [], quarantined: false });
-    if (listed) {
-      for (const l of listed) if (l.state === 'queued') yield l.recipients.map((r) => r.address);
-      return;
-    }
-    for await (const { env } of queue.walk(['queued'])) yield env.recipients.filter((r) => r.state === 'pending').map((r) => r.address);
-  }
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
-  /** The load policy now (status and metrics). */
-  const loadNow = () => {
-    const average = readLoadAverage();
-    const t = thresholds();
-    return { average, cpus, ...t, queueing: average > t.queueLA, refusing: refusesConnections(average, t), queuedForLoad: metrics.get('quietlink_load_queued_total') };
-  };
-  const diskNow = () => {
-    const sp = space();
-    return {
-      spool: config.spool,
-      freeBytes: sp ? sp.bavail * sp.bsize : null,
-      freeBlocks: sp?.bavail ?? null,
-      blockSize: sp?.bsize ?? null,
-      minFree: config.queue.minFreeBlocks,
-      accepting: !sp || hasRoom(sp, config.queue.minFreeBlocks),
-    };
-  };
-  /** Pending recipients by next hop; a walk of the whole queue, so kept for 30 s between scrapes. */
-  let byRoute: { at: number; counts: Map<string, number> } | null = null;
-  const recipientsByRoute = async (maxAge = 30_000) => {
-    if (byRoute && now() - byRoute.at < maxAge) return byRoute.counts;
-    const counts = new Map<string, number>();
-    for await (const rcpts of queuedPending()) {
-      for (const a of rcpts) {
-        const hop = routeOf(domainOf(a), table).nexthop;
-        counts.set(hop, (counts.get(hop) ?? 0) + 1);
-      }
-    }
-    byRoute = { at: now(), counts };
-    return counts;
-  };
-  const scrape = async (): Promise<string> => {
-    const q = await queue.counts();
-    const l = loadNow();
-    const d = diskNow();
-    return metrics.render(gaugeFamilies({
-      queue: q, byRoute: await recipientsByRoute(), linkUp: link.current.state === 'up', windowOpen: windows.isOpen,
-      load: l, freeBytes: d.freeBytes, dns: resolver.counters,
-    }));
-  };
+  const status = new Status({
+    config: () => config, table: () => table, queue, metrics, problems, link, windows: () => windows, dns: resolver.counters,
+    lastEtrn: () => etrnServer.last, listen: () => bound, nextWindow, now, startedAt, cpus: os.availableParallelism(),
+  });
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
     ['flush', async (args, emit) => {
@@ -454,34 +390,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       for (const id of targets) await queue.quarantine(id, reason);
       return { changed: targets };
     }],
-    ['status', async () => ({
-      pid: process.pid,
-      startedAt: new Date(startedAt).toISOString(),
-      hostname: config.hostname,
-      spool: config.spool,
-      deliveryMode: config.deliveryMode,
-      listen: bound,
-      queue: await queue.counts(),
-      /** Pending recipients by next hop (SPEC §11: queue counts by route). */
-      byRoute: Object.fromEntries(await recipientsByRoute(0)),
-      link: { mode: config.link.mode, ...link.current, since: new Date(link.current.since).toISOString() },
-      window: windows.isOpen ? 'open' : 'closed',
-      nextWindow: nextWindow()?.toISOString() ?? null,
-      lastWindow: windows.last,
-      held: await heldByDomain(),
-      dns: resolver.counters,
-      lastEtrn: Object.fromEntries(etrnServer.last),
-      load: loadNow(),
-      disk: diskNow(),
-      counters: {
-        accepted: metrics.get('quietlink_messages_accepted_total'),
-        delivered: metrics.get('quietlink_recipients_delivered_total'),
-        deferred: metrics.get('quietlink_recipients_deferred_total'),
-        bounced: metrics.get('quietlink_recipients_bounced_total'),
-        windows: metrics.get('quietlink_flush_windows_total'),
-      },
-      lastErrors: problems.list(),
-    })],
+    ['status', async () => status.report()],
   ]);
   // the socket is taken at once (a second daemon must fail early), but commands wait for the queue
   let markReady!: () => void;
@@ -512,7 +421,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   const dnsServer = new DnsServer(resolver, dnsAllowList, log);
   const dnsBound = await dnsServer.start(config.dns.listen);
-  const metricsServer = config.metrics.listen ? await startMetricsServer(config.metrics.listen, scrape, log) : null;
+  const metricsServer = config.metrics.listen ? await startMetricsServer(config.metrics.listen, () => status.scrape(), log) : null;
   if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
   watcher?.start();
   log.info({
