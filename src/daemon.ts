@@ -378,7 +378,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       const sel = args.selection as Selection;
       if (args.format !== 'text') return select(sel);
       // the listing the queue keeps in memory: no file is read, and the text goes out piece by piece
-      const listed = queue.listed(sel) ?? (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
+      // right after a start the sweep is still listing the queue: wait for it (seconds) rather than read every envelope twice
+      const listed = ((await queue.listingReady) && queue.listed(sel)) || (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
       for (const text of mailqPieces(config.spool, listed, sel.quarantined)) await emit({ text });
       return { streamed: true };
     }],

@@ -146,6 +146,9 @@ export class Queue {
   private readonly listing = new Map<QueueId, Listed>();
   /** The start-up walk (recover) has listed every message that was on disk. */
   private listingComplete = false;
+  private listingSettled!: (complete: boolean) => void;
+  /** Resolves once recover() has finished: true when the listing is complete. */
+  readonly listingReady = new Promise<boolean>((resolve) => (this.listingSettled = resolve));
 
   constructor(readonly store: QueueStore, private readonly opts: QueueOptions) {
     this.now = opts.now ?? Date.now;
@@ -665,6 +668,14 @@ export class Queue {
    * `before` are never touched.
    */
   async recover(before: number): Promise<number> {
+    try {
+      return await this.recoverAndList(before);
+    } finally {
+      this.listingSettled(this.listingComplete);
+    }
+  }
+
+  private async recoverAndList(before: number): Promise<number> {
     const referenced = new Set<string>(this.resident.keys());
     const changedMeanwhile: QueueId[] = [];
     for await (const { env, place, version } of this.walk(['queued', 'held', 'quarantined'])) {
