@@ -192,7 +192,7 @@ else
     /^spool:/ { print "spool: /var/spool/quietlink"; spool = 1; next }
     /^lanNetworks:/ && !/#/ { print $0 "            # add the LAN, e.g. [127.0.0.0/8, 192.168.1.0/24]"; next }
     /^  mynetworks:/ && !/#/ { print $0 "   # add the LAN, e.g. 192.168.1.0/24"; next }
-    /^  listen:/ {
+    /^  listen:/ && !listen {   # smtp.listen (the first one; metrics.listen stays)
       print "  listen:"
       print "    - \"127.0.0.1:25\""
       print "    # - \"192.168.1.1:25\"            # the LAN address the office clients use"

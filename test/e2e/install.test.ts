@@ -104,6 +104,7 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
   const doc = parseDocument(confText);
   doc.set('spool', '../../var/spool/quietlink');
   doc.setIn(['smtp', 'listen'], ['127.0.0.1:0']);
+  if (doc.hasIn(['metrics', 'listen'])) doc.setIn(['metrics', 'listen'], '127.0.0.1:0');
   await fs.writeFile(conf, doc.toString());
   const edited = await fs.readFile(conf, 'utf8');
 
