@@ -7,12 +7,10 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument, parse } from 'yaml';
-import { ROOT, startDaemon, tempDir, withTimeout, type CliResult } from '../helpers/daemon.js';
+import { ROOT, runProcess, startDaemon, tempDir, type CliResult } from '../helpers/daemon.js';
 
 const INSTALL = path.join(ROOT, 'scripts', 'install.sh');
 const UNINSTALL = path.join(ROOT, 'scripts', 'uninstall.sh');
@@ -26,17 +24,8 @@ after(async () => {
 });
 
 /** Runs a program (a script or an installed link, by its own #! line) to its exit. */
-async function run(file: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...ENV, ...opts.env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  child.stdin.on('error', () => undefined);
-  child.stdin.end(opts.input ?? '');
-  const [code] = (await withTimeout(once(child, 'close'), 60_000, `${file} ${args.join(' ')}`)) as [number | null];
-  return { code, stdout, stderr };
-}
+const run = (file: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> =>
+  runProcess(file, args, { input: opts.input, env: { ...ENV, ...opts.env }, ms: 60_000 });
 
 async function install(dir: string): Promise<CliResult> {
   const r = await run('/bin/sh', [INSTALL, '--root', dir]);

@@ -47,17 +47,21 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function runCli(args: string[], opts: { input?: string | Buffer; argv0?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-  const script = opts.argv0 ?? BIN;
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+/** Runs a program to its exit, with `input` on stdin. */
+export async function runProcess(command: string, args: string[], opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; ms?: number } = {}): Promise<CliResult> {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   child.stdin.on('error', () => undefined);
   child.stdin.end(opts.input ?? '');
-  const [code] = (await withTimeout(once(child, 'close'), 30_000, `quietlink ${args.join(' ')}`)) as [number | null];
+  const [code] = (await withTimeout(once(child, 'close'), opts.ms ?? 30_000, `${path.basename(command)} ${args.join(' ')}`)) as [number | null];
   return { code, stdout, stderr };
+}
+
+export function runCli(args: string[], opts: { input?: string | Buffer; argv0?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return runProcess(process.execPath, [opts.argv0 ?? BIN, ...args], opts);
 }
 
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
