@@ -54,6 +54,7 @@ type Conn = InstanceType<typeof SMTPConnection> & {
   _createSendStream(cb: unknown): NodeJS.EventEmitter;
   /** What the connection waits for now, for the timeout's reason. */
   _qlPhase?: string;
+  _remainingSetupTime(): number;
   _supportedAuth?: string[];
   _supportedExtensions?: string[];
   _envelope?: { accepted?: string[]; rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }> };
@@ -95,6 +96,9 @@ export class SmtpSession {
   private static phaseTimeouts(conn: Conn, t: Timeouts): void {
     // commands waiting for their reply, oldest first: with PIPELINING, MAIL, RCPT and DATA go
     // out together and the one the server stalls on is the oldest unanswered
+    // nodemailer cuts the greeting wait (and STARTTLS) short by what is left of the connect
+    // timeout; sendmail waits Timeout.initial for a banner after a quick connect: timeout.helo here
+    conn._remainingSetupTime = () => t.helo;
     const waiting: Array<[string, number]> = [];
     const arm = () => {
       const head = waiting[0];

@@ -149,3 +149,59 @@ test('a next hop that never answers the connection attempt: timeout.iconnect for
     assert.match(reply('wan'), new RegExp(`^451 4\\.4\\.1 No host answered: Timeout connecting to \\[127\\.1\\.0\\.1\\]:${deaf.ports[1]} \\(timeout\\.connect 2s\\)`));
   }, [deaf]);
 });
+
+test('a slow greeting is waited for up to timeout.helo, however short timeout.connect is', { timeout: 60_000 }, async () => {
+  // a next hop that takes its time over the banner (a tarpit, a loaded host): 1.5 s, beyond connect's 1 s
+  const socks = new Set<net.Socket>();
+  let delivered = 0;
+  const slow = net.createServer((sock) => {
+    socks.add(sock);
+    sock.on('error', () => undefined);
+    sock.on('close', () => socks.delete(sock));
+    const banner = setTimeout(() => sock.write('220 slow.test ESMTP\r\n'), 1500);
+    sock.on('close', () => clearTimeout(banner));
+    let buf = '';
+    let inData = false;
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      for (;;) {
+        if (inData) {
+          const end = buf.indexOf('\r\n.\r\n');
+          if (end < 0) return;
+          buf = buf.slice(end + 5);
+          inData = false;
+          delivered++;
+          sock.write('250 2.0.0 queued\r\n');
+          continue;
+        }
+        const nl = buf.indexOf('\r\n');
+        if (nl < 0) return;
+        const verb = buf.slice(0, nl).split(/[ :]/)[0].toUpperCase();
+        buf = buf.slice(nl + 2);
+        if (verb === 'EHLO') sock.write('250 slow.test\r\n');
+        else if (verb === 'DATA') {
+          inData = true;
+          sock.write('354 go ahead\r\n');
+        } else if (verb === 'QUIT') sock.end('221 bye\r\n');
+        else sock.write('250 2.0.0 ok\r\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', () => r()));
+  const port = (slow.address() as net.AddressInfo).port;
+  const server = {
+    close: () => new Promise<void>((r) => {
+      for (const s of socks) s.destroy();
+      slow.close(() => r());
+    }),
+  };
+  await gateway({ lanNetworks: ['127.0.0.0/8'], link: { mode: 'demand' }, deliveryMode: 'queue' }, {
+    routes: [{ domain: 'slow.example', relay: `[127.0.0.1]:${port}` }],
+    timeout: { iconnect: '1s', connect: '1s', helo: '10s' },
+  }, async (d, config) => {
+    assert.equal((await sendMail(d.port, 'a@office.example', ['x@slow.example'], 'Subject: t\r\n\r\nx\r\n')).code, 250);
+    const f = await runCli(['flush', '-c', config, '--wait']);
+    assert.equal(f.code, 0, f.stdout + f.stderr);
+    assert.equal(delivered, 1);
+  }, [server]);
+});
