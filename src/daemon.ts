@@ -376,6 +376,15 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     ['pickup', async () => ({ picked: [...(await pickup.run()).keys()] })],
     ['mailq', async (args, emit) => {
       const sel = args.selection as Selection;
+      if (args.format === 'groups') {
+        // mailq -bP: entries per queue group
+        const byGroup: Record<string, number> = {};
+        const count = (g: string) => (byGroup[g] = (byGroup[g] ?? 0) + 1);
+        const listed = (await queue.listingReady) && queue.listed(sel);
+        if (listed) for (const l of listed) count(l.group);
+        else for (const l of await queue.list(sel)) count(l.env.group);
+        return byGroup;
+      }
       if (args.format !== 'text') return select(sel);
       // the listing the queue keeps in memory: no file is read, and the text goes out piece by piece
       // right after a start the sweep is still listing the queue: wait for it (seconds) rather than read every envelope twice

@@ -52,11 +52,21 @@ async function listMaildropQueue(config: Config, json: boolean): Promise<number>
 }
 
 /** `mailq -bP`: the number of entries in each queue group. */
-function printGroupCounts(config: Config, messages: readonly MessageSummary[]): number {
+async function printGroupCounts(config: Config, selection: Selection): Promise<number> {
   const counts = new Map<string, number>([['mqueue', 0], ...config.queue.groups.map((g): [string, number] => [g.name, 0])]);
-  for (const m of messages) counts.set(m.group, (counts.get(m.group) ?? 0) + 1);
+  let byGroup: Record<string, number>;
+  try {
+    // the daemon counts from its in-memory listing
+    byGroup = (await controlRequest(config.spool, 'mailq', { selection, format: 'groups' })) as Record<string, number>;
+  } catch (err) {
+    if (!(err instanceof DaemonNotRunningError)) throw err;
+    byGroup = {};
+    for (const m of await readQueue(config, selection)) byGroup[m.group] = (byGroup[m.group] ?? 0) + 1;
+  }
+  for (const [g, n] of Object.entries(byGroup)) counts.set(g, (counts.get(g) ?? 0) + n);
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
   const lines = [...counts].map(([g, n]) => `${g}: ${n} entr${n === 1 ? 'y' : 'ies'}`);
-  lines.push(`\t\tTotal requests: ${messages.length}`);
+  lines.push(`\t\tTotal requests: ${total}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return EX.OK;
 }
@@ -68,7 +78,7 @@ export async function runMailq(config: Config, argv: string[]): Promise<number> 
   takeFlags(rest, ['-bp']);
   rejectUnknownFlags(rest, 'mailq');
   if (clientQueue) return listMaildropQueue(config, json);
-  if (perGroup) return printGroupCounts(config, await readQueue(config, selection));
+  if (perGroup) return printGroupCounts(config, selection);
   if (!json) {
     // the daemon lays the listing out from memory; without one the spool is read here
     try {
