@@ -23,5 +23,8 @@ if (files.length === 0) {
   console.error('run-tests: no test files found under test/');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+// a test that times out must not leave its file's process (and CI) waiting on open sockets forever
+// (both exist from Node 20.14 on; an older node would refuse them, so ask it first)
+const bounded = ['--test-force-exit', '--test-timeout=300000'].filter((f) => spawnSync(process.execPath, [f, '-e', '0']).status === 0);
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=2', ...bounded, ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
