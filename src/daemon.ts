@@ -19,7 +19,7 @@ import { loadAll } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { formatProblem, MailError, UsageError } from './errors.js';
 import { readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
-import { hasRoom } from './intake/disk-policy.js';
+import { hasRoom, insufficientStorage } from './intake/disk-policy.js';
 import { Metrics, startMetricsServer } from './observability/metrics.js';
 import { Status } from './observability/status.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
@@ -87,6 +87,14 @@ async function systemNameservers(ownListen: readonly string[]): Promise<string[]
   const text = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
   const own = new Set(ownListen.map((l) => l.replace(/:\d+$/, '')));
   return [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]).filter((ip) => !own.has(ip));
+}
+
+/** The settings a reload cannot change: bound, opened or built at start. */
+function restartOnly(c: Config) {
+  return {
+    spool: c.spool, smtp: c.smtp, dns: c.dns, metrics: c.metrics, hostname: c.hostname,
+    timeout: c.timeout, 'queue.groups': c.queue.groups, 'link.interface': c.link.interface,
+  };
 }
 
 export async function startDaemon(configFile: string, standalone?: StandaloneOptions): Promise<DaemonHandle> {
@@ -184,7 +192,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     onLoadQueued: () => metrics.inc('quietlink_load_queued_total'),
     onOutcomes: (n) => {
       metrics.inc('quietlink_recipients_delivered_total', undefined, n.delivered);
-      metrics.inc('quietlink_recipients_deferred_total', undefined, Math.max(0, n.deferred));
+      metrics.inc('quietlink_recipients_deferred_total', undefined, n.deferred);
       metrics.inc('quietlink_recipients_bounced_total', undefined, n.bounced);
     },
   });
@@ -264,7 +272,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       const sp = status.space();
       if (!sp || hasRoom(sp, config.queue.minFreeBlocks, size)) return null;
       metrics.inc('quietlink_smtp_refused_total', { reason: 'disk' });
-      return new MailError(452, '4.3.1', 'Insufficient system storage');
+      return insufficientStorage();
     },
   });
 
@@ -273,14 +281,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     try {
       const next = await loadAll(configFile);
       // what is bound or opened at start stays until a restart; say so rather than pretend
-      const atStart = {
-        spool: config.spool, smtp: config.smtp, dns: config.dns, metrics: config.metrics, hostname: config.hostname,
-        timeout: config.timeout, 'queue.groups': config.queue.groups, 'link.interface': config.link.interface,
-      };
-      const fresh = {
-        spool: next.config.spool, smtp: next.config.smtp, dns: next.config.dns, metrics: next.config.metrics, hostname: next.config.hostname,
-        timeout: next.config.timeout, 'queue.groups': next.config.queue.groups, 'link.interface': next.config.link.interface,
-      };
+      const atStart = restartOnly(config);
+      const fresh = restartOnly(next.config);
       const fixed = (Object.keys(atStart) as Array<keyof typeof atStart>).filter((k) => JSON.stringify(fresh[k]) !== JSON.stringify(atStart[k]));
       if (fixed.length) log.warn({ keys: fixed }, 'reload: changes to these take effect at the next restart (of dns, allow and hosts follow now)');
       const rescheduled = JSON.stringify(next.config.flush) !== JSON.stringify(config.flush);
@@ -376,19 +378,17 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     ['pickup', async () => ({ picked: [...(await pickup.run()).keys()] })],
     ['mailq', async (args, emit) => {
       const sel = args.selection as Selection;
+      if (args.format !== 'text' && args.format !== 'groups') return select(sel);
+      // the listing the queue keeps in memory: no file is read; right after a start the sweep is
+      // still listing the queue: wait for it (seconds) rather than read every envelope twice
+      const listed = ((await queue.listingReady) && queue.listed(sel)) || (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
       if (args.format === 'groups') {
         // mailq -bP: entries per queue group
         const byGroup: Record<string, number> = {};
-        const count = (g: string) => (byGroup[g] = (byGroup[g] ?? 0) + 1);
-        const listed = (await queue.listingReady) && queue.listed(sel);
-        if (listed) for (const l of listed) count(l.group);
-        else for (const l of await queue.list(sel)) count(l.env.group);
+        for (const l of listed) byGroup[l.group] = (byGroup[l.group] ?? 0) + 1;
         return byGroup;
       }
-      if (args.format !== 'text') return select(sel);
-      // the listing the queue keeps in memory: no file is read, and the text goes out piece by piece
-      // right after a start the sweep is still listing the queue: wait for it (seconds) rather than read every envelope twice
-      const listed = ((await queue.listingReady) && queue.listed(sel)) || (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
+      // the text goes out piece by piece
       for (const text of mailqPieces(config.spool, listed, sel.quarantined)) await emit({ text });
       return { streamed: true };
     }],

@@ -9,7 +9,7 @@ import { TempFailError } from '../errors.js';
 import { createIdGenerator } from '../queue/queue-id.js';
 import { writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
 import { composeLocalSubmission } from '../intake/local-submission.js';
-import { hasRoom, isNoSpace, spoolSpace, type Space } from '../intake/disk-policy.js';
+import { hasRoom, isNoSpace, spoolSpace } from '../intake/disk-policy.js';
 
 export function currentUser(): { name: string; uid: number } {
   try {
@@ -52,12 +52,8 @@ export async function dropMessage(config: Config, d: Drop): Promise<string> {
   } as const;
   // sendmail's MinFreeBlocks for the client queue too: exit 75 and keep nothing
   const full = new TempFailError(452, '4.3.1', `Insufficient system storage in ${config.spool}; the message was not taken, try again later`);
-  let sp: Space | null = null;
-  try {
-    sp = spoolSpace(config.spool);
-  } catch {
-    // no spool yet (writeMaildrop makes it) or no statfs: the write itself will tell
-  }
+  // no spool yet (writeMaildrop makes it) or no statfs: the write itself will tell
+  const sp = spoolSpace(config.spool);
   if (sp && !hasRoom(sp, config.queue.minFreeBlocks, msg.body.length)) throw full;
   for (let tries = 0; ; tries++) {
     try {

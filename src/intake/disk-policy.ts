@@ -6,6 +6,7 @@
  * enoughdiskspace() does. The decision is pure; spoolSpace() reads statfs.
  */
 import fs from 'node:fs';
+import { MailError } from '../errors.js';
 
 export interface Space {
   /** Blocks available to an unprivileged writer. */
@@ -22,9 +23,19 @@ export function hasRoom(space: Space, min: MinFree, need = 0): boolean {
   return free >= reserve;
 }
 
-export function spoolSpace(spool: string): Space {
-  const s = fs.statfsSync(spool);
-  return { bavail: s.bavail, bsize: s.bsize };
+/** Free space on the spool's file system; null when statfs fails (no spool yet): then nothing is refused for it. */
+export function spoolSpace(spool: string): Space | null {
+  try {
+    const s = fs.statfsSync(spool);
+    return { bavail: s.bavail, bsize: s.bsize };
+  } catch {
+    return null;
+  }
+}
+
+/** The reply when the reserve is reached or a write ran out of space. */
+export function insufficientStorage(cause?: unknown): MailError {
+  return new MailError(452, '4.3.1', 'Insufficient system storage', { cause });
 }
 
 /** Did a write fail because the file system is full (or a quota is)? */

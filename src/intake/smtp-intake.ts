@@ -23,7 +23,7 @@ import { mayRelay, type RelayPolicy } from './relay-policy.js';
 import { receivedHeader } from './received.js';
 import { installSmtpExtensions, type EtrnHandler } from './smtp-extensions.js';
 import { precedenceClass } from '../queue/priority.js';
-import { isNoSpace } from './disk-policy.js';
+import { insufficientStorage, isNoSpace } from './disk-policy.js';
 
 export interface IntakeDeps {
   config: Config;
@@ -50,9 +50,6 @@ function replyError(err: unknown): Error & { responseCode: number } {
 }
 
 const BUFFER_LIMIT = 256 * 1024;
-
-/** The file system filled up while the message was being written. */
-const noSpace = (cause: unknown) => new MailError(452, '4.3.1', 'Insufficient system storage', { cause });
 
 export class SmtpIntake {
   private readonly servers: SMTPServer[] = [];
@@ -231,7 +228,7 @@ export class SmtpIntake {
     }
     if (isNoSpace(failure)) {
       log.warn({ sid: session.id, err: (failure as Error).message }, 'spool file system full: message refused');
-      failure = noSpace(failure);
+      failure = insufficientStorage(failure);
     }
     if (failure) {
       if (!(failure instanceof MailError)) log.error({ sid: session.id, err: (failure as Error).message }, 'cannot write message to the queue');
@@ -262,7 +259,7 @@ export class SmtpIntake {
     } catch (err) {
       log.error({ qid: id, err: (err as Error).message }, 'cannot commit message to the queue');
       await writer?.abort().catch(() => undefined);
-      throw err instanceof MailError ? err : isNoSpace(err) ? noSpace(err) : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
+      throw err instanceof MailError ? err : isNoSpace(err) ? insufficientStorage(err) : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
     }
   }
 

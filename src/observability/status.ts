@@ -44,11 +44,7 @@ export class Status {
 
   /** Free space on the spool's file system; null when statfs fails (then nothing is refused for it). */
   space(): Space | null {
-    try {
-      return spoolSpace(this.d.config().spool);
-    } catch {
-      return null;
-    }
+    return spoolSpace(this.d.config().spool);
   }
 
   load() {

@@ -364,7 +364,7 @@ export class QueueRunner {
       else summary.deferred++;
     }
     // bounced: failed now, or deferred past queueReturn
-    this.deps.onOutcomes?.({ delivered, bounced: applied.failed.length, deferred: res.length - delivered - applied.failed.length });
+    this.deps.onOutcomes?.({ delivered, bounced: applied.failed.length, deferred: Math.max(0, res.length - delivered - applied.failed.length) });
     for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed], ['success', applied.relayed]] as const) {
       if (!notices.length) continue;
       if (env.sender === '') {

@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { runCli, startDaemon, tempDir, writeConfig } from '../helpers/daemon.js';
 import { RawSmtp, sendMail } from '../helpers/smtp-client.js';
 import { startSink } from '../helpers/sink.js';
+import { gateway } from '../helpers/gateway.js';
 
 const MSG = (subject: string) => `Subject: ${subject}\r\nFrom: <alice@far.example>\r\n\r\nbody of ${subject}\r\n`;
 const LAN = { lanNetworks: ['127.0.0.0/8'], queue: { minQueueAge: '0s' }, link: { mode: 'demand' } };
@@ -86,15 +87,11 @@ test('load: above queueLA a message waits when priority > queueFactor / (load - 
 
 test('metrics endpoint and status --json after a few deliveries', async () => {
   const sink = await startSink({ rcpt: (a) => (a.startsWith('nobody@') ? { code: 550, text: '5.1.1 No such user' } : null) });
-  const dir = await tempDir();
-  const config = await writeConfig(dir, {
-    ...LAN,
+  await gateway(LAN, {
     deliveryMode: 'queue',
     routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${sink.port}` }],
     metrics: { listen: '127.0.0.1:0' },
-  });
-  const d = await startDaemon(config);
-  try {
+  }, async (d, config) => {
     const ready = await d.waitLog((l) => l.msg === 'ready', 'ready');
     const port = (ready.metrics as { port: number }).port;
     for (const to of ['a', 'b', 'c', 'nobody']) assert.equal((await sendMail(d.port, 'alice@far.example', [`${to}@far.example`], MSG(to))).code, 250);
@@ -138,21 +135,14 @@ test('metrics endpoint and status --json after a few deliveries', async () => {
     const human = await runCli(['status', '-c', config]);
     assert.match(human.stdout, /^load: +\d+\.\d\d \(\d+ CPUs; queueLA \d+, refuseLA \d+\)/m);
     assert.match(human.stdout, /^disk: +[\d.]+ MB free/m);
-  } finally {
-    await d.stop();
-    await sink.close();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  }, [sink]);
 });
 
 test('SIGHUP reloads the YAML configuration; an invalid one is refused with file:line and the old one stays', async () => {
   const one = await startSink();
   const two = await startSink();
-  const dir = await tempDir();
   const base = { ...LAN, deliveryMode: 'background' };
-  const config = await writeConfig(dir, { ...base, routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${one.port}` }] });
-  const d = await startDaemon(config);
-  try {
+  await gateway(base, { routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${one.port}` }] }, async (d, config, dir) => {
     assert.equal((await sendMail(d.port, 'alice@far.example', ['x@far.example'], MSG('before'))).code, 250);
     await one.waitMessages(1);
     await writeConfig(dir, { ...base, routes: [{ domain: 'far.example', relay: `[127.0.0.1]:${two.port}` }] });
@@ -170,12 +160,7 @@ test('SIGHUP reloads the YAML configuration; an invalid one is refused with file
     assert.equal((await sendMail(d.port, 'alice@far.example', ['z@far.example'], MSG('still two'))).code, 250);
     await two.waitMessages(2);
     assert.equal(one.messages.length, 1, 'the old configuration stays in force');
-  } finally {
-    await d.stop();
-    await one.close();
-    await two.close();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  }, [one, two]);
 });
 
 test('disk: below queue.minFreeBlocks intake answers 452 4.3.1 and sendmail exits 75, nothing half-kept; it recovers when space returns', async (t) => {
