@@ -48,9 +48,8 @@ import { LinkState } from './link/link-state.js';
 import { InterfaceWatcher } from './link/interface-watcher.js';
 import { runLinkCommand } from './link/dialer.js';
 import { Windows, type WindowRecord } from './scheduler/windows.js';
-import { sendEtrn, type EtrnResult } from './etrn/etrn-client.js';
+import { sendEtrnToRelays, type EtrnResult } from './etrn/etrn-client.js';
 import { EtrnServer } from './etrn/etrn-server.js';
-import { expandHosts } from './delivery/resolver.js';
 import { parseHosts } from './routing/route.js';
 import cron from 'node-cron';
 import { createDaemonLogger, RecentProblems } from './observability/logger.js';
@@ -198,15 +197,9 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   });
 
   /** ETRN for the given domains (default etrn.domains) to the given relay (default etrn.relay). */
-  const etrn = async (relay = config.etrn.relay, domains: readonly string[] = config.etrn.domains): Promise<EtrnResult | null> => {
-    if (!relay || !domains.length) return null;
-    let result: EtrnResult;
-    try {
-      const [target] = await expandHosts(parseHosts(relay), resolver);
-      result = await sendEtrn(target, domains, config.hostname, config.timeout.command);
-    } catch (err) {
-      result = { relay, offersEtrn: false, replies: [], error: (err as Error).message };
-    }
+  const etrn = async (relays: readonly string[] = config.etrn.relay, domains: readonly string[] = config.etrn.domains): Promise<EtrnResult | null> => {
+    if (!relays.length || !domains.length) return null;
+    const result = await sendEtrnToRelays(relays, domains, config.hostname, config.timeout.etrn, resolver);
     if (result.replies.length) metrics.inc('quietlink_etrn_sent_total', undefined, result.replies.length);
     log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
     return result;
@@ -370,8 +363,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     }],
     ['etrn', async (args) => {
       const domains = Array.isArray(args.domains) && args.domains.length ? args.domains.map(String) : config.etrn.domains;
-      const relay = typeof args.relay === 'string' ? args.relay : config.etrn.relay;
-      if (!relay) throw new UsageError('etrn: no relay (set etrn.relay or give --relay HOST[:PORT])');
+      const relay = typeof args.relay === 'string' ? [args.relay] : config.etrn.relay;
+      if (!relay.length) throw new UsageError('etrn: no relay (set etrn.relay or give --relay HOST[:PORT])');
       if (!domains.length) throw new UsageError('etrn: no domains (set etrn.domains or name them)');
       return etrn(relay, domains);
     }],

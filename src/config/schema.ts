@@ -117,6 +117,8 @@ export const configSchema = z.strictObject({
     datablock: duration.default(3_600_000),
     datafinal: duration.default(3_600_000),
     command: duration.default(3_600_000),
+    /** The ETRN client's whole exchange (connect, EHLO, every ETRN, QUIT). */
+    etrn: duration.default(120_000),
   }).prefault({}),
   queue: z.strictObject({
     minQueueAge: duration.default(30 * 60_000),
@@ -145,8 +147,13 @@ export const configSchema = z.strictObject({
     onLinkUp: z.boolean().default(true),
   }).prefault({}),
   etrn: z.strictObject({
-    relay: routeTarget.optional(),
+    /** One host list (`[a],[b]:26`) or a list of them, tried in order; always a list once parsed. */
+    relay: z.union([routeTarget, z.array(routeTarget)]).optional()
+      .transform((v) => (v === undefined ? [] : (Array.isArray(v) ? v : [v]))),
     domains: z.array(domain).default([]),
+    mode: z.enum(['etrn', 'odmr']).default('etrn'),
+    /** Poll windows (SPEC §4): get the link only to send ETRN. */
+    poll: cronList.default([]),
   }).prefault({}),
   etrnServer: z.strictObject({
     allow: z.array(cidr).default(['0.0.0.0/0', '::/0']),
@@ -159,6 +166,10 @@ export const configSchema = z.strictObject({
     dialTimeout: duration.default(120_000),
     dial: z.string().min(1).optional(),
     hangup: z.string().min(1).optional(),
+    /** After ETRN: keep the link while inbound mail from outside flows, or this long after the last. */
+    linger: duration.default(60_000),
+    /** After ETRN: never keep the link longer than this. */
+    lingerMax: duration.default(15 * 60_000),
   }).prefault({}),
   dns: z.strictObject({
     listen: z.array(listenAddress).default([]),

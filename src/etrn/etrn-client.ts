@@ -5,8 +5,16 @@
  * anyway) and the missing keyword is reported. Errors are reported, never
  * retried in a loop. A short plain-socket dialogue: nodemailer has no
  * public raw-command API.
+ *
+ * `timeout.etrn` bounds one relay's whole exchange (connect to QUIT), not
+ * each reply: a relay that accepts and then says nothing cannot hold a
+ * window, and its line, open. `etrn.relay` is a list tried in order; the
+ * next relay is asked only when one gave no ETRN reply at all (refused,
+ * silent, closed), so the worst case is relays × timeout.etrn.
  */
 import net from 'node:net';
+import { parseHosts } from '../routing/route.js';
+import { expandHosts, type Resolver } from '../delivery/resolver.js';
 
 export interface EtrnReply {
   domain: string;
@@ -21,10 +29,14 @@ export interface EtrnResult {
   error?: string;
 }
 
-export async function sendEtrn(target: { ip: string; port: number; name: string }, domains: readonly string[], hostname: string, timeoutMs = 60_000): Promise<EtrnResult> {
+export async function sendEtrn(target: { ip: string; port: number; name: string }, domains: readonly string[], hostname: string, timeoutMs = 120_000): Promise<EtrnResult> {
   const relay = `${target.name} [${target.ip}]:${target.port}`;
   const sock = net.connect({ host: target.ip, port: target.port });
-  sock.setTimeout(timeoutMs);
+  // the whole exchange, not idle time: a relay that trickles or says nothing is cut at the deadline
+  const deadline = setTimeout(() => {
+    fail(new Error(`no complete ETRN exchange within timeout.etrn (${Math.round(timeoutMs / 1000)}s)`));
+    sock.destroy();
+  }, timeoutMs);
   let buf = '';
   const waiters: Array<(r: { code: number; text: string } | Error) => void> = [];
   const pump = () => {
@@ -43,10 +55,6 @@ export async function sendEtrn(target: { ip: string; port: number; name: string 
     pump();
   });
   sock.on('error', fail);
-  sock.on('timeout', () => {
-    fail(new Error('timeout waiting for the relay'));
-    sock.destroy();
-  });
   sock.on('close', () => fail(new Error('connection closed by the relay')));
   const reply = () => new Promise<{ code: number; text: string }>((resolve, reject) => {
     waiters.push((r) => (r instanceof Error ? reject(r) : resolve(r)));
@@ -74,8 +82,32 @@ export async function sendEtrn(target: { ip: string; port: number; name: string 
   } catch (err) {
     result.error = (err as Error).message;
   } finally {
+    clearTimeout(deadline);
     sock.end();
     setTimeout(() => sock.destroy(), 1000).unref();
   }
   return result;
+}
+
+/**
+ * ETRN to the first relay of `relays` (each a host list as the mailertable
+ * writes it) that gives an ETRN reply; the result of the last one tried
+ * when none does.
+ */
+export async function sendEtrnToRelays(relays: readonly string[], domains: readonly string[], hostname: string, timeoutMs: number, resolver: Resolver): Promise<EtrnResult> {
+  let last: EtrnResult = { relay: relays.join(' '), offersEtrn: false, replies: [], error: 'no ETRN relay configured' };
+  for (const relay of relays) {
+    let targets: Array<{ ip: string; port: number; name: string }>;
+    try {
+      targets = await expandHosts(parseHosts(relay), resolver);
+    } catch (err) {
+      last = { relay, offersEtrn: false, replies: [], error: (err as Error).message };
+      continue;
+    }
+    for (const target of targets) {
+      last = await sendEtrn(target, domains, hostname, timeoutMs);
+      if (last.replies.length) return last;
+    }
+  }
+  return last;
 }

@@ -140,7 +140,7 @@ export class Windows {
     /** What the window would send (one walk of the queue; a yes/no question stops at the first). */
     const planOf = (planLimit?: number) => this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true, planLimit });
     let plan: RunSummary | null = null;
-    if (c.link.mode === 'demand' && !(c.etrn.relay && c.etrn.domains.length)) {
+    if (c.link.mode === 'demand' && !(c.etrn.relay.length && c.etrn.domains.length)) {
       // in demand mode the window's first packet dials the line: no window for nothing
       plan = await planOf(needDns ? undefined : 1);
       if (!plan.plan?.length && w.passes.every((p) => !p.selection?.selectors.length)) {
