@@ -122,6 +122,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   });
   const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log, now, journal });
   const startedAt = now();
+  // rebuilt with the dns.hosts names by loadHosts() below: a name mapped into lanNetworks is a LAN route
   let table: RouteTable = buildRouteTable(config, maps.mailertable, maps.classes);
   const openDomains = openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes);
 
@@ -131,6 +132,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     if (!config.dns.hosts) return;
     try {
       hostsMap = parseHostsFile(await fsp.readFile(config.dns.hosts, 'utf8'));
+      table = buildRouteTable(config, maps.mailertable, maps.classes, hostsMap);
+      log.info({ file: config.dns.hosts, names: hostsMap.size }, 'dns.hosts loaded, routes rebuilt');
     } catch (err) {
       log.warn({ file: config.dns.hosts, err: (err as Error).message }, 'cannot read dns.hosts');
     }
@@ -291,7 +294,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
         dns: { ...next.config.dns, listen: config.dns.listen, upstream: config.dns.upstream },
       };
       maps = next.maps;
-      table = buildRouteTable(config, maps.mailertable, maps.classes);
+      table = buildRouteTable(config, maps.mailertable, maps.classes, hostsMap);
       openDomains.clear();
       for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
       if (rescheduled) schedule();

@@ -7,13 +7,25 @@
  * Domains of the hold classes (and their subdomains) go through `qsmtp`
  * with holdUntilEtrn, to the host their own entry names or to their MX.
  *
- * Route properties: `link` (default: some host is outside lanNetworks, or
- * needs DNS), `expensive` (qsmtp, or set), `holdUntilEtrn`.
+ * Route properties: `link`, `expensive` (qsmtp, or set), `holdUntilEtrn`.
+ * `link` is what an inline route sets; otherwise it is false only when every
+ * host is reachable without the link: an IP literal inside lanNetworks, or a
+ * name (bracketed or bare) that dns.hosts maps only to addresses inside
+ * lanNetworks — the resolver answers such a name locally, and an MX query
+ * for it gets no MX, so its own addresses are used (delivery/resolver.ts).
+ * Any other name needs DNS over the link. `linkReason` says which rule
+ * decided, in an administrator's words (`quietlink route` prints it).
+ *
+ * Callers: the queue runner and intake (through the daemon's table), and
+ * `quietlink route`. The daemon rebuilds the table when the configuration,
+ * a classic file or the dns.hosts file changes. A malformed host list
+ * throws from parseHosts() when route() reaches it.
  */
 import net from 'node:net';
 import type { Config, MailerName } from '../config/schema.js';
 import type { MailertableEntry } from '../config/classic-files.js';
 import { NetworkList } from '../config/cidr.js';
+import type { HostsMap } from '../dns/hosts-file.js';
 
 export interface HostSpec {
   /** Host name or IP address. */
@@ -31,6 +43,8 @@ export interface Route {
   mailer: MailerName;
   hosts: HostSpec[];
   link: boolean;
+  /** Why `link` is what it is, e.g. "mailhost.office.example is 192.168.1.10 (dns.hosts), inside lanNetworks". */
+  linkReason: string;
   expensive: boolean;
   holdUntilEtrn: boolean;
   /** One string per next hop: deliveries are grouped by it. */
@@ -51,6 +65,8 @@ export interface RouteTable {
   mailertable: ReadonlyMap<string, RouteEntry>;
   smartHost: readonly string[];
   lan: NetworkList;
+  /** The dns.hosts names, which the resolver answers locally (no packet over the link). */
+  lanHosts: HostsMap;
   /** Domains of the hold classes (a leading dot not needed: subdomains are included). */
   holdDomains: ReadonlySet<string>;
 }
@@ -69,7 +85,12 @@ export function parseHosts(list: string): HostSpec[] {
   });
 }
 
-export function buildRouteTable(config: Config, mailertable: readonly MailertableEntry[], classes: ReadonlyMap<string, ReadonlySet<string>>): RouteTable {
+export function buildRouteTable(
+  config: Config,
+  mailertable: readonly MailertableEntry[],
+  classes: ReadonlyMap<string, ReadonlySet<string>>,
+  hostsMap: HostsMap = new Map(),
+): RouteTable {
   const inline = new Map<string, RouteEntry>();
   for (const r of config.routes) {
     const mailer = (['relay', 'esmtp', 'smtp', 'qsmtp'] as const).find((m) => r[m] !== undefined)!;
@@ -80,7 +101,7 @@ export function buildRouteTable(config: Config, mailertable: readonly Mailertabl
   for (const e of mailertable) if (!file.has(e.key)) file.set(e.key, { key: e.key, mailer: e.mailer, hosts: e.hosts });
   const holdDomains = new Set<string>();
   for (const cls of config.holdClasses) for (const d of classes.get(cls) ?? []) holdDomains.add(d.replace(/^\./, ''));
-  return { inline, mailertable: file, smartHost: config.smartHost, lan: new NetworkList(config.lanNetworks), holdDomains };
+  return { inline, mailertable: file, smartHost: config.smartHost, lan: new NetworkList(config.lanNetworks), lanHosts: hostsMap, holdDomains };
 }
 
 /** `a.b.c`, `.b.c`, `.c`, `.` */
@@ -98,9 +119,28 @@ function isHeld(domain: string, holdDomains: ReadonlySet<string>): boolean {
   return false;
 }
 
-/** Whether reaching these hosts needs the link: any host that is a name, or an IP outside lanNetworks. */
-function needsLink(hosts: readonly HostSpec[], lan: NetworkList): boolean {
-  return hosts.some((h) => net.isIP(h.host) === 0 || !lan.has(h.host));
+/** Whether one host needs the link, and why. */
+function hostNeedsLink(h: HostSpec, table: RouteTable): { link: boolean; reason: string } {
+  if (net.isIP(h.host) !== 0) {
+    return { link: !table.lan.has(h.host), reason: `[${h.host}] is ${table.lan.has(h.host) ? 'inside' : 'outside'} lanNetworks` };
+  }
+  const entry = table.lanHosts.get(h.host.toLowerCase().replace(/\.$/, ''));
+  const addresses = entry ? [...entry.a, ...entry.aaaa] : [];
+  if (!addresses.length) return { link: true, reason: `${h.host} needs ${h.mx ? 'an MX' : 'a DNS'} lookup over the link` };
+  const outside = addresses.filter((ip) => !table.lan.has(ip));
+  const is = `${h.host} is ${addresses.join(' and ')} (dns.hosts)`;
+  if (!outside.length) return { link: false, reason: `${is}, inside lanNetworks` };
+  return { link: true, reason: `${is}, ${outside.join(' and ')} ${outside.length > 1 ? 'are' : 'is'} outside lanNetworks` };
+}
+
+/**
+ * The link default of a route: needed when some host needs it (the reason
+ * names the first such host); not needed when no host does (the reason
+ * names every host, since each one had to qualify).
+ */
+function linkOf(hosts: readonly HostSpec[], table: RouteTable): { link: boolean; reason: string } {
+  const verdicts = hosts.map((h) => hostNeedsLink(h, table));
+  return verdicts.find((v) => v.link) ?? { link: false, reason: verdicts.map((v) => v.reason).join('; ') };
 }
 
 export function route(domain: string, table: RouteTable): Route {
@@ -131,9 +171,11 @@ export function route(domain: string, table: RouteTable): Route {
     mailer = 'esmtp';
   }
   if (held) mailer = 'qsmtp';
-  const link = entry?.link ?? needsLink(hosts, table.lan);
+  const { link, reason: linkReason } = entry?.link !== undefined
+    ? { link: entry.link, reason: `set by the route (link: ${entry.link})` }
+    : linkOf(hosts, table);
   const expensive = entry?.expensive ?? mailer === 'qsmtp';
   const holdUntilEtrn = held || (entry?.holdUntilEtrn ?? false);
   const nexthop = `${mailer}:${hosts.map((h) => `${h.mx ? '' : '['}${h.host}${h.mx ? '' : ']'}:${h.port}`).join(',')}`;
-  return { domain: d, via, key: entry?.key, mailer, hosts, link, expensive, holdUntilEtrn, nexthop };
+  return { domain: d, via, key: entry?.key, mailer, hosts, link, linkReason, expensive, holdUntilEtrn, nexthop };
 }

@@ -1,6 +1,7 @@
 /**
- * `route` (sendmail -bt) at every lookup level, with no DNS packet; `mailq -Ac`
- * (the maildrop) and `mailq -bP` (entries per queue group).
+ * `route` (sendmail -bt) at every lookup level, with no DNS packet, and why a
+ * route needs the link or not (dns.hosts names inside lanNetworks are LAN
+ * routes); `mailq -Ac` (the maildrop) and `mailq -bP` (entries per queue group).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,6 +48,40 @@ test('route shows the matching entry at each lookup level, the mailer, hosts, fl
   } finally {
     await d.stop();
     await dns.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('route shows link: no and why for a dns.hosts name inside lanNetworks; an unreadable dns.hosts is a warning', async () => {
+  const dir = await tempDir();
+  await fs.writeFile(path.join(dir, 'hosts'), '192.168.1.20 mailhost.office.example\n');
+  const config = await writeConfig(dir, {
+    lanNetworks: ['192.168.1.0/24'],
+    routes: [
+      { domain: 'lan.example', relay: '[mailhost.office.example]' },
+      { domain: 'wan.example', relay: '[smarthost.isp.example]' },
+    ],
+    dns: { hosts: 'hosts' },
+  });
+  try {
+    const human = await runCli(['route', '-c', config, 'x@lan.example']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^ {2}link: no \(mailhost\.office\.example is 192\.168\.1\.20 \(dns\.hosts\), inside lanNetworks\) {3}expensive: no {3}holdUntilEtrn: no$/m);
+    const json = await runCli(['route', '-c', config, '--json', 'x@lan.example', 'y@wan.example']);
+    assert.equal(json.code, 0, json.stderr);
+    const [lan, wan] = JSON.parse(json.stdout);
+    assert.deepEqual([lan.link, lan.linkReason], [false, 'mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks']);
+    assert.deepEqual([wan.link, wan.linkReason], [true, 'smarthost.isp.example needs a DNS lookup over the link']);
+    const permanent = await writeConfig(dir, { link: { mode: 'permanent' }, routes: [{ domain: 'wan.example', relay: '[smarthost.isp.example]' }] });
+    const p = JSON.parse((await runCli(['route', '-c', permanent, '--json', 'y@wan.example'])).stdout)[0];
+    assert.deepEqual([p.link, p.linkReason], [false, 'link.mode permanent']);
+    // the daemon routes without an unreadable dns.hosts and says so in its log; route says so on stderr
+    const missing = await writeConfig(dir, { lanNetworks: ['192.168.1.0/24'], routes: [{ domain: 'lan.example', relay: '[mailhost.office.example]' }], dns: { hosts: 'no-such-hosts' } });
+    const m = await runCli(['route', '-c', missing, 'x@lan.example']);
+    assert.equal(m.code, 0, m.stderr);
+    assert.match(m.stderr, /warning: cannot read dns\.hosts .*no-such-hosts/);
+    assert.match(m.stdout, /link: yes \(mailhost\.office\.example needs a DNS lookup over the link\)/);
+  } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
 });

@@ -4,6 +4,7 @@ import { buildRouteTable, lookupKeys, parseHosts, route } from '../../src/routin
 import { mayAttempt, type AttemptPolicy } from '../../src/routing/may-attempt.js';
 import { parseMailertable } from '../../src/config/classic-files.js';
 import { parseConfigText } from '../../src/config/load.js';
+import { parseHosts as parseHostsFile } from '../../src/dns/hosts-file.js';
 
 const MAILERTABLE = `office.example   relay:[192.168.1.10]
 .example.com     esmtp:[ext-mta.example.com]
@@ -12,9 +13,9 @@ cust1.dom        qsmtp:[cust1-gw.isp.example]
 .                relay:[primary.mta.example.com],[backup1.mta.example.com]:587,[backup2.mta.example.com]
 `;
 
-function table(extra = '', mailertable = MAILERTABLE) {
+function table(extra = '', mailertable = MAILERTABLE, hostsFile = '') {
   const config = parseConfigText(`lanNetworks: [192.168.1.0/24]\nclasses:\n  CustDoms: { domains: [cust1.dom, cust2.dom] }\n${extra}`, '/etc/q.yaml');
-  return buildRouteTable(config, parseMailertable(mailertable, 'mt').entries, new Map([['CustDoms', new Set(config.classes.CustDoms.domains)]]));
+  return buildRouteTable(config, parseMailertable(mailertable, 'mt').entries, new Map([['CustDoms', new Set(config.classes.CustDoms.domains)]]), parseHostsFile(hostsFile));
 }
 
 test('lookupKeys() goes a.b.c, .b.c, .c, .', () => {
@@ -58,7 +59,7 @@ test('without a match: smartHost in order, else MX of the domain', () => {
   assert.deepEqual(r.hosts, [{ host: 'far.example', port: 25, mx: true }]);
 });
 
-test('link: true unless every host is an address inside lanNetworks; qsmtp and hold classes', () => {
+test('without dns.hosts, link is true unless every host is an address inside lanNetworks; qsmtp and hold classes', () => {
   const t = table();
   assert.equal(route('office.example', t).link, false);
   assert.equal(route('www.example.com', t).link, true);
@@ -100,4 +101,61 @@ test('mayAttempt() follows deliveryMode, HoldExpensive and hold until ETRN', () 
     [mayAttempt(held, { kind: 'etrn' }, p('deferred')), true, 'held: ETRN'],
   ];
   for (const [got, want, what] of cases) assert.equal(got, want, what);
+});
+
+const HOSTS_FILE = `192.168.1.20   mailhost.office.example mailhost
+203.0.113.7    dmz.office.example
+192.168.1.21   two.office.example
+203.0.113.8    two.office.example
+192.168.1.22   v6.office.example
+fd00::22       v6.office.example
+`;
+
+test('link follows what each host is: IP literal or dns.hosts name inside lanNetworks, else the link; an explicit link: wins', () => {
+  // [relay hosts of an inline route for lan.test, its explicit link: (or none), link, linkReason]
+  const cases: Array<[string, boolean | undefined, boolean, string]> = [
+    ['[192.168.1.10]', undefined, false, '[192.168.1.10] is inside lanNetworks'],
+    ['192.168.1.10:2525', undefined, false, '[192.168.1.10] is inside lanNetworks'],
+    ['[203.0.113.5]', undefined, true, '[203.0.113.5] is outside lanNetworks'],
+    ['[mailhost.office.example]', undefined, false, 'mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['[MailHost.Office.Example.]:2525', undefined, false, 'MailHost.Office.Example. is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['mailhost.office.example', undefined, false, 'mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['mailhost', undefined, false, 'mailhost is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['[dmz.office.example]', undefined, true, 'dmz.office.example is 203.0.113.7 (dns.hosts), 203.0.113.7 is outside lanNetworks'],
+    ['[two.office.example]', undefined, true, 'two.office.example is 192.168.1.21 and 203.0.113.8 (dns.hosts), 203.0.113.8 is outside lanNetworks'],
+    ['[v6.office.example]', undefined, true, 'v6.office.example is 192.168.1.22 and fd00::22 (dns.hosts), fd00::22 is outside lanNetworks'],
+    ['[smarthost.isp.example]', undefined, true, 'smarthost.isp.example needs a DNS lookup over the link'],
+    ['other.isp.example', undefined, true, 'other.isp.example needs an MX lookup over the link'],
+    ['[192.168.1.10],[mailhost.office.example]', undefined, false, '[192.168.1.10] is inside lanNetworks; mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['[192.168.1.10],[smarthost.isp.example],[203.0.113.5]', undefined, true, 'smarthost.isp.example needs a DNS lookup over the link'],
+    ['[smarthost.isp.example]', false, false, 'set by the route (link: false)'],
+    ['[mailhost.office.example]', true, true, 'set by the route (link: true)'],
+  ];
+  for (const [hosts, link, wantLink, wantReason] of cases) {
+    const t = table(`routes:\n  - { domain: lan.test, relay: "${hosts}"${link === undefined ? '' : `, link: ${link}`} }\n`, '', HOSTS_FILE);
+    const r = route('lan.test', t);
+    assert.deepEqual([r.link, r.linkReason], [wantLink, wantReason], `${hosts} link: ${link}`);
+  }
+});
+
+test('the same link rule holds for mailertable entries, smartHost and the MX of an unrouted domain', () => {
+  const mt = 'office.example relay:[mailhost.office.example]\nfar.example esmtp:[dmz.office.example]\nbare.example relay:mailhost\n';
+  const t = table('', mt, HOSTS_FILE);
+  const cases: Array<[string, string, boolean, string]> = [
+    ['office.example', 'mailertable', false, 'mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['far.example', 'mailertable', true, 'dmz.office.example is 203.0.113.7 (dns.hosts), 203.0.113.7 is outside lanNetworks'],
+    ['bare.example', 'mailertable', false, 'mailhost is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['mailhost.office.example', 'mx', false, 'mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks'],
+    ['elsewhere.example', 'mx', true, 'elsewhere.example needs an MX lookup over the link'],
+  ];
+  for (const [domain, via, link, reason] of cases) {
+    const r = route(domain, t);
+    assert.deepEqual([r.via, r.link, r.linkReason], [via, link, reason], domain);
+  }
+  const lanSmart = route('far.example', table('smartHost: ["[mailhost.office.example]", "[192.168.1.11]:587"]\n', '', HOSTS_FILE));
+  assert.deepEqual([lanSmart.via, lanSmart.link, lanSmart.linkReason], ['smartHost', false, 'mailhost.office.example is 192.168.1.20 (dns.hosts), inside lanNetworks; [192.168.1.11] is inside lanNetworks']);
+  const wanSmart = route('far.example', table('smartHost: ["[smarthost.isp.example]"]\n', '', HOSTS_FILE));
+  assert.deepEqual([wanSmart.via, wanSmart.link, wanSmart.linkReason], ['smartHost', true, 'smarthost.isp.example needs a DNS lookup over the link']);
+  const noHostsFile = route('office.example', table('', mt));
+  assert.deepEqual([noHostsFile.link, noHostsFile.linkReason], [true, 'mailhost.office.example needs a DNS lookup over the link'], 'without dns.hosts a name needs the link');
 });
