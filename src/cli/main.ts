@@ -21,6 +21,7 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   link up [--iface IF] | link down   tell the gateway about the link (PPP hooks)
   etrn [--relay HOST[:PORT]] DOMAIN...   send ETRN now
   status [--json]
+  windows [--json] [--since DATE]   the flush-window history (DATE: 2026-12-01, 2026-12-01T08:00, 30m, 1h, 2d)
   check-config               validate the configuration and the files it names
 `;
 
@@ -38,6 +39,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   route: async () => (await import('./route.js')).runRoute,
   link: async () => (await import('./admin.js')).runLink,
   etrn: async () => (await import('./admin.js')).runEtrn,
+  windows: async () => (await import('./windows.js')).runWindows,
 };
 
 async function checkConfig(file: string): Promise<number> {

@@ -2,7 +2,9 @@
  * observability/status.ts — what `quietlink status` and the metrics endpoint
  * show, gathered from the modules that own each fact (SPEC §13): the queue
  * (counts and its in-memory listing), the link, the windows, the resolver,
- * the ETRN server, the load and disk policies, the counters. Read only.
+ * the ETRN server, the load and disk policies, the counters, and the last
+ * few flush windows from the window history (link/window-history.ts), when
+ * the daemon passes `recentWindows`. Read only.
  */
 import type { Config } from '../config/schema.js';
 import type { Queue } from '../queue/queue.js';
@@ -15,6 +17,10 @@ import type { Windows } from '../scheduler/windows.js';
 import type { ResolverCounters } from '../dns/caching-resolver.js';
 import { gaugeFamilies, type Metrics } from './metrics.js';
 import type { RecentProblems } from './logger.js';
+import type { WindowRecord } from '../link/window-history.js';
+
+/** How many of the recent windows `status` shows. */
+export const STATUS_WINDOWS = 5;
 
 export interface StatusDeps {
   config: () => Config;
@@ -31,6 +37,8 @@ export interface StatusDeps {
   now: () => number;
   startedAt: number;
   cpus: number;
+  /** The last windows from the window history, newest last (SPEC §4); absent: status shows none. */
+  recentWindows?: () => readonly WindowRecord[];
 }
 
 export class Status {
@@ -134,6 +142,8 @@ export class Status {
       window: windows.isOpen ? 'open' : 'closed',
       nextWindow: this.d.nextWindow()?.toISOString() ?? null,
       lastWindow: windows.last,
+      /** The last few flush windows as spool/windows.log keeps them, newest last. */
+      recentWindows: this.d.recentWindows?.().slice(-STATUS_WINDOWS) ?? [],
       held: await this.heldByDomain(),
       dns: this.d.dns,
       lastEtrn: Object.fromEntries(this.d.lastEtrn()),
