@@ -12,6 +12,8 @@
 #   /lib/systemd/system/quietlink.service, /usr/share/doc/quietlink/
 #   /etc/ppp/ip-up.d/quietlink, /etc/ppp/ip-down.d/quietlink (and the
 #   NetworkManager dispatcher script when NetworkManager is there)
+#   /etc/default/quietlink         the hooks' settings (never overwritten): pppd
+#                                  and NetworkManager clear the environment
 #
 # Never contacts a network. Running it again upgrades the program and keeps
 # the configuration and the queue. Links are relative, so the installed tree
@@ -27,7 +29,8 @@ usage() {
   cat <<EOF
 usage: $PROG [--root DIR]
   --root DIR   install into DIR instead of / (an image, a chroot, a test);
-               the user is created there only when DIR/etc/passwd exists
+               the user is created there only when DIR/etc/passwd exists;
+               the hooks read DIR/etc/default/quietlink (else /etc/default/quietlink)
 EOF
 }
 
@@ -242,15 +245,53 @@ mkdir -p "$ROOT/lib/systemd/system"
 install -m 0644 "$SRC/etc/quietlink.service" "$ROOT/lib/systemd/system/quietlink.service"
 say "installed /lib/systemd/system/quietlink.service"
 
-# ---- link hooks
-for d in ip-up.d ip-down.d; do
-  mkdir -p "$ROOT/etc/ppp/$d"
-  install -m 0755 "$SRC/scripts/$d/quietlink" "$ROOT/etc/ppp/$d/quietlink"
-  say "installed /etc/ppp/$d/quietlink"
-done
+# ---- link hooks and their settings
+# pppd and NetworkManager run hooks with a cleared environment, so the hooks
+# read /etc/default/quietlink, named on a line of their own. With --root that
+# line names DIR/etc/default/quietlink (a hook that cannot read it falls back
+# to /etc/default/quietlink, so a booted image works too); the file itself
+# names the installed system's paths, as the unit and the configuration do.
+DEFAULTS=$ROOT/etc/default/quietlink
+# DEFAULTS as a single-quoted shell word, escaped for a sed replacement
+quoted=$(printf '%s' "$DEFAULTS" | sed "s/'/'\\\\''/g")
+sed_value=$(printf "'%s'" "$quoted" | sed 's/[\\|&]/\\&/g')
+install_hook() { # install_hook FILE-UNDER-scripts/ /etc/PATH
+  mkdir -p "$(dirname "$ROOT$2")"
+  if [ -n "$ROOT" ]; then
+    sed "s|^QUIETLINK_DEFAULTS=.*|QUIETLINK_DEFAULTS=$sed_value|" "$SRC/scripts/$1" >"$ROOT$2.new"
+  else
+    cp "$SRC/scripts/$1" "$ROOT$2.new"
+  fi
+  chmod 0755 "$ROOT$2.new"
+  mv "$ROOT$2.new" "$ROOT$2"
+  say "installed $2"
+}
+install_hook ip-up.d/quietlink /etc/ppp/ip-up.d/quietlink
+install_hook ip-down.d/quietlink /etc/ppp/ip-down.d/quietlink
 if [ -d "$ROOT/etc/NetworkManager/dispatcher.d" ]; then
-  install -m 0755 "$SRC/scripts/NetworkManager/90-quietlink" "$ROOT/etc/NetworkManager/dispatcher.d/90-quietlink"
-  say "installed /etc/NetworkManager/dispatcher.d/90-quietlink"
+  install_hook NetworkManager/90-quietlink /etc/NetworkManager/dispatcher.d/90-quietlink
+fi
+if [ -e "$DEFAULTS" ] || [ -L "$DEFAULTS" ]; then
+  say "kept /etc/default/quietlink (it is never overwritten)"
+else
+  mkdir -p "$ROOT/etc/default"
+  cat >"$DEFAULTS.new" <<'EOF'
+# quietlink's settings for its PPP hooks (/etc/ppp/ip-up.d/quietlink,
+# /etc/ppp/ip-down.d/quietlink) and its NetworkManager dispatcher script,
+# which pppd and NetworkManager run with a cleared environment. Shell syntax;
+# written by scripts/install.sh when missing and never overwritten.
+# A variable set in a hook's environment wins over this file.
+QUIETLINK=/usr/lib/quietlink/bin/quietlink
+QUIETLINK_CONFIG=/etc/quietlink/quietlink.yaml
+# The WAN interface. When set, the hooks ignore every other interface (wlan0,
+# docker0, a second modem). When not set, the PPP hooks report every pppd
+# link, and the NetworkManager script reports "up" only for an interface that
+# carries the default route and "down" only when no default route is left.
+#QUIETLINK_IFACE=ppp0
+EOF
+  chmod 0644 "$DEFAULTS.new"
+  mv "$DEFAULTS.new" "$DEFAULTS"
+  say "wrote /etc/default/quietlink (QUIETLINK, QUIETLINK_CONFIG; QUIETLINK_IFACE commented out)"
 fi
 
 # ---- command links: relative targets; only where no other MTA is

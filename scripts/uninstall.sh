@@ -1,7 +1,8 @@
 #!/bin/sh
 # Removes what scripts/install.sh installed, from the system or from --root DIR:
-# the program, the unit, the PPP/NetworkManager hooks, the documentation and
-# the sendmail/mailq/quietlink links (only links that point at quietlink).
+# the program, the unit, the PPP/NetworkManager hooks and /etc/default/quietlink
+# (unless it holds settings of your own), the documentation and the
+# sendmail/mailq/quietlink links (only links that point at quietlink).
 #
 # Keeps /etc/quietlink unless --purge. Never deletes a spool that holds mail:
 # it counts the queue entries (queue/GROUP/, hold/, quarantine/, corrupt/ and
@@ -86,6 +87,21 @@ for f in /lib/systemd/system/quietlink.service /etc/ppp/ip-up.d/quietlink /etc/p
     say "removed $f"
   fi
 done
+# the hooks' settings: removed when they are the ones install.sh wrote (comments
+# aside); an administrator's own (QUIETLINK_IFACE, ...) only with --purge, like /etc/quietlink
+DEFAULTS=$ROOT/etc/default/quietlink
+if [ -f "$DEFAULTS" ] && [ ! -L "$DEFAULTS" ]; then
+  settings=$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$DEFAULTS" || true)
+  if [ "$settings" = "QUIETLINK=/usr/lib/quietlink/bin/quietlink
+QUIETLINK_CONFIG=/etc/quietlink/quietlink.yaml" ] || [ "$PURGE" = 1 ]; then
+    rm -f "$DEFAULTS"
+    say "removed /etc/default/quietlink"
+  else
+    say "kept /etc/default/quietlink (it holds settings of your own; remove it with --purge)"
+  fi
+elif [ -L "$DEFAULTS" ]; then
+  say "left /etc/default/quietlink alone (a link, not written by install.sh)"
+fi
 # enablement links left behind when systemctl could not run (--root, no systemd)
 for f in "$ROOT"/etc/systemd/system/*.wants/quietlink.service; do
   if [ -L "$f" ]; then
