@@ -44,14 +44,13 @@ import { Deliverer } from './delivery/deliverer.js';
 import { composeDsn } from './delivery/dsn.js';
 import { QueueRunner, type RunEvent } from './scheduler/queue-runner.js';
 import type { Notice, NoticeKind } from './scheduler/apply-results.js';
-import { LinkState } from './link/link-state.js';
-import { InterfaceWatcher } from './link/interface-watcher.js';
-import { runLinkCommand } from './link/dialer.js';
+import { LinkOwner } from './link/link-owner.js';
+import { Triggers } from './link/triggers.js';
+import { WindowHistory } from './link/window-history.js';
 import { Windows, type WindowRecord } from './scheduler/windows.js';
 import { sendEtrnToRelays, type EtrnResult } from './etrn/etrn-client.js';
 import { EtrnServer } from './etrn/etrn-server.js';
 import { parseHosts } from './routing/route.js';
-import cron from 'node-cron';
 import { createDaemonLogger, RecentProblems } from './observability/logger.js';
 
 /** How long a stop waits for deliveries in flight (ms). */
@@ -107,6 +106,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       smtp: { ...config.smtp, listen: [] },
       dns: { ...config.dns, listen: [] },
       flush: { ...config.flush, cron: [], interval: 0 },
+      etrn: { ...config.etrn, poll: [] },
       queue: { ...config.queue, groups: config.queue.groups.map((g) => ({ ...g, interval: undefined })) },
     };
   }
@@ -140,11 +140,20 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   await loadHosts();
   const ownNames = new Set([config.hostname.toLowerCase(), 'localhost']);
-  let link!: LinkState;
-  let windowsRef: Windows | null = null;
+  // the link's one owner: state, dial/hangup, windows' link sessions, and every "may the link be used?"
+  let lanClients: { of: Config; list: NetworkList } | null = null;
+  const link = new LinkOwner({
+    config: () => config, log, now,
+    lan: () => {
+      if (lanClients?.of !== config) lanClients = { of: config, list: new NetworkList([...config.lanNetworks, ...config.smtp.mynetworks]) };
+      return lanClients.list;
+    },
+    onDial: () => metrics.inc('quietlink_dials_total'),
+  });
   const resolver = new CachingResolver({
     upstream: new Upstream(config.dns.upstream.length ? config.dns.upstream : await systemNameservers(config.dns.listen)),
-    mayForward: () => config.link.mode === 'permanent' || link.current.state === 'up' || Boolean(windowsRef?.mayUseLink({ kind: 'run' })),
+    mayForward: () => link.mayForwardDns(),
+    dialRetry: (what) => link.dialRetry(what),
     now,
     serveStale: config.dns.serveStale,
     local: () => ({ names: ownNames, hosts: hostsMap }),
@@ -161,12 +170,12 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   /** Queues a notice (RFC 3464 DSN) to the sender of env, and sends it as intake would. */
   const notify = async (env: Envelope, notices: Notice[], kind: NoticeKind) => {
     const id = newId();
-    const next = nextWindow();
+    const next = triggers.nextWindow();
     const body = await composeDsn({
       hostname: config.hostname, now: now(), env, notices, kind, original: await queue.readBody(env.id), messageId: id,
       willRetryUntil: Date.parse(env.firstAttempt ?? env.arrivalTime) + config.queue.queueReturn,
       nextTry: kind === 'delay' && next
-        ? `waiting for the next scheduled connection at ${new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', timeZone: config.flush.timezone }).format(next)}`
+        ? `waiting for the next scheduled connection at ${new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', timeZone: config.flush.timezone, timeZoneName: 'short' }).format(next)}`
         : undefined,
     });
     const writer = await queue.begin(id);
@@ -178,8 +187,6 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     void afterIntake(envs);
   };
 
-  // the link: permanent lines are up; others are down until a hook, the watcher or a dial says otherwise
-  link = new LinkState(config.link.mode === 'permanent' ? 'up' : 'down', now(), 'start');
   let windows!: Windows;
   const runner = new QueueRunner({
     queue, deliverer, config: () => config, table: () => table, log, now, notify,
@@ -207,39 +214,36 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
     return result;
   };
-  windowsRef = windows = new Windows({
+  const history = new WindowHistory(config.spool, { onError: (err) => log.error({ err: err.message }, 'cannot append to windows.log') });
+  await history.load();
+  windows = new Windows({
     runner, config: () => config, link, log, now, etrn: () => etrn(),
     prefetch: (names) => resolver.prefetch(names),
     onWindow: (w) => {
-      metrics.inc('quietlink_flush_windows_total', { cause: w.cause.replace(/^cron .*/, 'cron') });
+      metrics.inc('quietlink_flush_windows_total', { cause: w.cause.replace(/^(cron|poll) .*/, '$1') });
       metrics.inc('quietlink_link_seconds_total', undefined, w.linkSeconds);
-      if (w.dialed || (w.linkOpen && w.connections > 0)) metrics.inc('quietlink_link_wakeups_total');
+      if (w.dialed || (w.linkOpen && (w.connections > 0 || w.etrn))) metrics.inc('quietlink_link_wakeups_total');
+      void history.append(w);
     },
     // with a smart host and IP addresses everywhere, no route of a window needs DNS
     mayNeedDns: () => table.smartHost.length === 0
       || [...table.smartHost, ...[...table.inline.values(), ...table.mailertable.values()].map((e) => e.hosts)]
         .some((list) => parseHosts(list).some((h) => net.isIP(h.host) === 0)),
-    dial: () => runLinkCommand(config.link.dial!, config.link.dialTimeout, log, 'dial'),
-    hangup: () => runLinkCommand(config.link.hangup!, 60_000, log, 'hangup'),
   });
-  const openWindow = (cause: string) => windows.request({ cause })
-    .catch((err) => log.error({ cause, err: (err as Error).message }, 'window failed'));
-  link.onChange((nowState, before) => {
+  link.state.onChange((nowState, before) => {
     log.info({ link: nowState.state, was: before.state, cause: nowState.cause, iface: nowState.iface }, 'link');
-    if (nowState.state === 'up' && config.flush.onLinkUp && config.link.mode !== 'permanent') void openWindow('link-up');
   });
-  const watcher = config.link.interface && config.link.mode !== 'permanent'
-    ? new InterfaceWatcher(config.link.interface, config.link.poll, (up) => {
-      const state = link.current.state;
-      // the watcher reports what it sees; "dialing" ends only with up, or the window's timeout
-      if (up) link.set('up', now(), 'interface watcher', config.link.interface);
-      else if (state === 'up') link.set('down', now(), 'interface watcher');
-    })
-    : null;
+  const triggers = new Triggers({
+    config: () => config, log, now, link: link.state,
+    window: (req) => windows.request(req),
+    groupRun: (group) => runner.run({ trigger: { kind: 'run' }, group }),
+  });
 
   /** What deliveryMode sends right after intake; interactive callers wait for it. */
   const afterIntake = (envs: Envelope[]): Promise<void> | undefined => {
     metrics.inc('quietlink_messages_accepted_total', { via: envs[0]?.client?.via ?? 'smtp' });
+    const ip = envs[0]?.client?.via === 'smtp' ? envs[0].client.ip : undefined;
+    if (ip) link.inbound('message', ip);
     if (config.deliveryMode === 'queue') return undefined;
     const run = runner.run({ trigger: { kind: 'intake' }, ids: envs.map((e) => e.id) })
       .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed'));
@@ -251,6 +255,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const etrnServer = new EtrnServer({ config: () => config, holdDomains: () => table.holdDomains, queue, runner, log, now });
   const intake = new SmtpIntake({
     config, openDomains, queue, log, newId, now, onQueued: afterIntake,
+    onSession: (event, ip) => link.inbound(event, ip),
     onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, (code, text) => {
       metrics.inc('quietlink_etrn_received_total', { code: String(code) });
       reply(code, text);
@@ -281,7 +286,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       const fresh = restartOnly(next.config);
       const fixed = (Object.keys(atStart) as Array<keyof typeof atStart>).filter((k) => JSON.stringify(fresh[k]) !== JSON.stringify(atStart[k]));
       if (fixed.length) log.warn({ keys: fixed }, 'reload: changes to these take effect at the next restart (of dns, allow and hosts follow now)');
-      const rescheduled = JSON.stringify(next.config.flush) !== JSON.stringify(config.flush);
+      const rescheduled = JSON.stringify([next.config.flush, next.config.etrn.poll]) !== JSON.stringify([config.flush, config.etrn.poll]);
       config = {
         ...next.config,
         spool: config.spool,
@@ -297,7 +302,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       table = buildRouteTable(config, maps.mailertable, maps.classes, hostsMap);
       openDomains.clear();
       for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
-      if (rescheduled) schedule();
+      if (rescheduled) triggers.schedule();
       log.info({ reason, routes: table.inline.size + table.mailertable.size }, 'routes reloaded');
     } catch (err) {
       const problems = (err as { problems?: Array<{ file: string; line: number; message: string }> }).problems;
@@ -313,33 +318,12 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   // a daemonless run is over in a moment and keeps the settings it was started with
   if (!standalone) process.on('SIGHUP', onHup);
 
-  let timers: NodeJS.Timeout[] = [];
-  let cronTasks: ReturnType<typeof cron.schedule>[] = [];
-  const queueRun = (group?: string) => runner.run({ trigger: { kind: 'run' }, group })
-    .catch((err) => log.error({ err: (err as Error).message, group }, 'queue run failed'));
-  /** (Re)starts the interval timers and cron windows of the configuration in force. */
-  const schedule = () => {
-    for (const t of timers) clearInterval(t);
-    for (const t of cronTasks) t.stop();
-    timers = [];
-    if (config.flush.interval > 0) timers.push(setInterval(() => void openWindow('interval'), config.flush.interval));
-    for (const g of config.queue.groups) if (g.interval && g.runners > 0) timers.push(setInterval(() => void queueRun(g.name), g.interval));
-    cronTasks = config.flush.cron.map((expr) => cron.schedule(expr, () => void openWindow(`cron ${expr}`), {
-      timezone: config.flush.timezone, noOverlap: true, name: `flush ${expr}`,
-    } as Parameters<typeof cron.schedule>[2]));
-  };
-  schedule();
-  /** The next scheduled window (cron or interval), if any. */
-  const nextWindow = (): Date | null => {
-    const runs = cronTasks.map((t) => (t as unknown as { getNextRun?: () => Date | null }).getNextRun?.() ?? null).filter((d): d is Date => d !== null);
-    if (config.flush.interval > 0) runs.push(new Date(now() + config.flush.interval));
-    return runs.sort((a, b) => a.getTime() - b.getTime())[0] ?? null;
-  };
+  triggers.schedule();
 
   const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
   const status = new Status({
-    config: () => config, table: () => table, queue, metrics, problems, link, windows: () => windows, dns: resolver.counters,
-    lastEtrn: () => etrnServer.last, listen: () => bound, nextWindow, now, startedAt, cpus: os.availableParallelism(),
+    config: () => config, table: () => table, queue, metrics, problems, link, windows: () => windows, recentWindows: () => history.recent(), dns: resolver.counters,
+    lastEtrn: () => etrnServer.last, listen: () => bound, nextWindow: () => triggers.nextWindow(), now, startedAt, cpus: os.availableParallelism(),
   });
   const handlers = new Map<string, ControlHandler>([
     ['ping', async () => ({ pid: process.pid })],
@@ -361,8 +345,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     ['link', async (args) => {
       const state = args.state === 'up' ? 'up' : args.state === 'down' ? 'down' : null;
       if (!state) throw new UsageError('link: say up or down');
-      link.set(state, now(), 'operator', typeof args.iface === 'string' ? args.iface : undefined);
-      return link.current;
+      const changed = link.report(state, 'operator', typeof args.iface === 'string' ? args.iface : undefined);
+      return { ...link.current, changed };
     }],
     ['etrn', async (args) => {
       const domains = Array.isArray(args.domains) && args.domains.length ? args.domains.map(String) : config.etrn.domains;
@@ -429,7 +413,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const dnsBound = await dnsServer.start(config.dns.listen);
   const metricsServer = config.metrics.listen ? await startMetricsServer(config.metrics.listen, () => status.scrape(), log) : null;
   if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
-  watcher?.start();
+  link.start();
   log.info({
     listen: bound, dns: dnsBound, metrics: metricsServer && { host: metricsServer.host, port: metricsServer.port },
     spool: config.spool, pid: process.pid, link: link.current.state,
@@ -451,9 +435,10 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     },
     async stop() {
       log.info('stopping: no new connections, finishing sessions in flight');
-      for (const t of timers) clearInterval(t);
-      for (const t of cronTasks) t.stop();
-      watcher?.stop();
+      triggers.stop();
+      link.stop();
+      // an open window ends now: no linger, no dial wait; its hangup still runs
+      const windowClosed = windows.stop();
       await dnsServer.stop();
       await metricsServer?.close();
       if (config.dns.hosts) fs.unwatchFile(config.dns.hosts);
@@ -461,7 +446,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       process.off('SIGHUP', onHup);
       await intake.stop();
       // deliveries in flight finish and are written down (bounded: a hung next hop times out)
-      await Promise.race([runner.stop(), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
+      await Promise.race([Promise.all([runner.stop(), windowClosed]), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
       await control.stop();
       await queue.close();
       await journal.close();

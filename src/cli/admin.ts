@@ -10,6 +10,8 @@ import { isQueueId } from '../queue/queue-id.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 import { formatEtrn } from './flush.js';
 import type { EtrnResult } from '../etrn/etrn-client.js';
+import type { WindowRecord } from '../link/window-history.js';
+import { formatWindowShort } from './windows.js';
 
 function queueIds(argv: readonly string[], command: string): string[] {
   rejectUnknownFlags(argv, command);
@@ -64,7 +66,8 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
   const s = (await controlRequest(config.spool, 'status')) as {
     pid: number; startedAt: string; hostname: string; spool: string; deliveryMode: string;
     listen: Array<{ host: string; port: number }>; queue: Record<string, number>; byRoute: Record<string, number>;
-    link: { mode: string; state: string; since: string; iface?: string }; window: string; nextWindow: string | null;
+    link: { mode: string; state: string; since: string; iface?: string; dials?: number; hangups?: number }; window: string; nextWindow: string | null;
+    recentWindows?: WindowRecord[];
     lastWindow: { cause: string; end: string; delivered: number; deferred: number; linkSeconds: number } | null;
     held: Record<string, number>; lastEtrn: Record<string, { time: string; client: string; reply: string }>;
     load: { average: number; cpus: number; queueLA: number; refuseLA: number; queueFactor: number; queueing: boolean; refusing: boolean; queuedForLoad: number };
@@ -83,9 +86,10 @@ export async function runStatus(config: Config, argv: string[]): Promise<number>
     `smtp:          ${s.listen.map((l) => `${l.host}:${l.port}`).join(', ')}`,
     `queue:         ${Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     ...(Object.keys(s.byRoute).length ? [`by next hop:   ${Object.entries(s.byRoute).map(([k, v]) => `${k} ${v}`).join(', ')} (recipients)`] : []),
-    `link:          ${s.link.state}${s.link.iface ? ` (${s.link.iface})` : ''} since ${s.link.since}, mode ${s.link.mode}`,
+    `link:          ${s.link.state}${s.link.iface ? ` (${s.link.iface})` : ''} since ${s.link.since}, mode ${s.link.mode}; ${s.link.dials ?? 0} dials, ${s.link.hangups ?? 0} hangups since start`,
     `window:        ${s.window}; next ${s.nextWindow ?? 'none scheduled'}`,
     `last window:   ${s.lastWindow ? `${s.lastWindow.cause} at ${s.lastWindow.end}: ${s.lastWindow.delivered} delivered, ${s.lastWindow.deferred} deferred, ${s.lastWindow.linkSeconds.toFixed(1)} link-seconds` : 'none yet'}`,
+    ...(s.recentWindows?.length ? ['recent windows:', ...s.recentWindows.map((w) => `  ${formatWindowShort(w)}`)] : []),
     `load:          ${s.load.average.toFixed(2)} (${s.load.cpus} CPUs; queueLA ${s.load.queueLA}, refuseLA ${s.load.refuseLA})${s.load.refusing ? ': REFUSING connections' : s.load.queueing ? ': queueing mail by priority' : ''}; ${s.load.queuedForLoad} queued for load so far`,
     `disk:          ${s.disk.freeBytes === null ? 'unknown' : `${(s.disk.freeBytes / 1048576).toFixed(1)} MB free`} (reserve ${'bytes' in s.disk.minFree ? `${s.disk.minFree.bytes} bytes` : `${s.disk.minFree.blocks} blocks`})${s.disk.accepting ? '' : ': REFUSING mail (452 4.3.1)'}`,
     `since start:   ${Object.entries(s.counters).map(([k, v]) => `${k} ${v}`).join(', ')}`,

@@ -9,19 +9,27 @@
  * message; when no address answers at all, every message of the hop not yet
  * sent is deferred with that reason. Results go to `onResult` as each
  * message finishes; the caller records them (scheduler/queue-runner.ts).
+ *
+ * Connections are sized to the work: a second connection opens only when
+ * more than HANDFUL messages wait per open one (a handful of messages go
+ * down one connection), never more than `connections`. When the next hop's
+ * name cannot be looked up because the link is down (LinkDownError), the
+ * messages are reported as waiting for the link, not as attempts.
  */
 import type { Logger } from 'pino';
 import type { AuthinfoEntry } from '../config/classic-files.js';
 import type { Envelope, Recipient } from '../queue/envelope.js';
 import type { Route } from '../routing/route.js';
 import type { AttemptResult } from '../scheduler/apply-results.js';
-import { MailError } from '../errors.js';
+import { LinkDownError, MailError } from '../errors.js';
 import { expandHosts, type Resolver, type Target } from './resolver.js';
 import { SessionError, SmtpSession, type SessionEvent, type Timeouts } from './smtp-session.js';
 import type { JobQueue } from '../scheduler/job-queue.js';
 
 /** How long an idle connection waits for the run to bring more mail before it quits (ms). */
 const LINGER = 2000;
+/** Messages waiting per open connection before another connection is opened. */
+const HANDFUL = 8;
 
 export interface Job {
   env: Envelope;
@@ -43,8 +51,10 @@ export interface DelivererDeps {
 
 export interface HopOptions {
   connections: number;
-  /** DialDelay: when no host answers at all, wait this long once and try again (link routes in a window). */
-  dialDelay?: number;
+  /** DialDelay (link routes in a window): after a connection no host answered, true when it is worth one more try. */
+  dialRetry?: (what: string) => Promise<boolean>;
+  /** The hop's addresses, looked up by the caller (who merges hops that reach the same ones), or why they could not be. */
+  resolved?: Target[] | Error;
   /** Takes one of the global connection slots (queue.maxQueueChildren); returns its release. */
   acquire: () => Promise<() => void>;
   onResult: (job: Job, results: AttemptResult[]) => Promise<void>;
@@ -124,6 +134,11 @@ export class Deliverer {
     }
   }
 
+  /** The addresses of a route's hosts, in the order they are tried. */
+  resolve(route: Route): Promise<Target[]> {
+    return expandHosts(route.hosts, this.deps.resolver);
+  }
+
   /**
    * Delivers every job the source yields to the route's next hop; resolves
    * when the source is exhausted and every job has a result.
@@ -138,8 +153,15 @@ export class Deliverer {
     };
     let targets: Target[];
     try {
-      targets = await expandHosts(route.hosts, this.deps.resolver);
+      if (opts.resolved instanceof Error) throw opts.resolved;
+      targets = opts.resolved ?? await this.resolve(route);
     } catch (err) {
+      if (err instanceof LinkDownError) {
+        for (let job = await source.next(); job; job = await source.next()) {
+          await opts.onResult(job, job.rcpts.map((r) => ({ address: r.address, code: err.code, text: `${err.enhanced} ${err.message}`, waitsForLink: true })));
+        }
+        return { connections: 0 };
+      }
       const e = err instanceof MailError ? err : new MailError(451, '4.4.3', `Cannot resolve the next hop: ${(err as Error).message}`);
       await failAll(e.code, `${e.enhanced} ${e.message}`);
       return { connections: 0 };
@@ -147,7 +169,6 @@ export class Deliverer {
     let opened = 0;
     // SPEC §14 link-seconds: from the first packet toward the hop to the last reply from it
     let unreachable: SessionError | null = null;
-    let dialWait: Promise<void> | null = null;
     /** Sessions open right now on this hop. */
     let alive = 0;
     /** The first network failure of a link route may only mean the line is still dialing (DialDelay). */
@@ -158,12 +179,7 @@ export class Deliverer {
         return await this.open(targets, opts, first);
       } catch (err) {
         const e = err as SessionError;
-        if (!opts.dialDelay || e.code !== 0) throw err;
-        dialWait ??= new Promise<void>((resolve) => {
-          this.deps.log.info({ nexthop: route.nexthop, dialDelay: opts.dialDelay, err: e.reply }, 'no answer on a link route: waiting dialDelay, then once more');
-          setTimeout(resolve, opts.dialDelay);
-        });
-        await dialWait;
+        if (e.code !== 0 || !(await opts.dialRetry?.(`${route.nexthop}: ${e.reply}`))) throw err;
         return this.open(targets, opts);
       }
     };
@@ -250,12 +266,12 @@ export class Deliverer {
     for (let job = await source.next(); job; job = await source.next()) {
       pending.push(job);
       signal();
-      if (workers.size < opts.connections) {
+      if (workers.size < opts.connections && pending.length > HANDFUL * workers.size) {
         const w: Promise<void> = worker().finally(() => workers.delete(w));
         workers.add(w);
       }
-      // hold the walk back: never more than a few jobs per connection waiting here
-      while (pending.length >= opts.connections * 2 && workers.size) await Promise.race([...workers, waitForJob(LINGER)]);
+      // hold the walk back: never more than a handful of jobs per connection waiting here
+      while (pending.length >= opts.connections * HANDFUL && workers.size) await Promise.race([...workers, waitForJob(LINGER)]);
     }
     producing = false;
     signal();

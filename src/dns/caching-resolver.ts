@@ -6,10 +6,13 @@
  * link is up or a window is open; else a stale answer within serveStale
  * (TTL 30 s, RFC 8767) or SERVFAIL at once, without a packet. Identical
  * queries in flight share one upstream query. NXDOMAIN and NODATA are cached
- * by the SOA minimum (RFC 2308).
+ * by the SOA minimum (RFC 2308). Inside a window, an upstream query that
+ * gets no answer is asked once more after the window's DialDelay (the line
+ * may still be dialing). A lookup refused because the link is down fails
+ * delivery with LinkDownError ("waiting for the link"), not a DNS error.
  */
 import dns2 from 'dns2';
-import { MailError } from '../errors.js';
+import { LinkDownError, MailError } from '../errors.js';
 import type { Resolver } from '../delivery/resolver.js';
 import { DnsCache, negativeTtl, positiveTtl, type DnsRecord } from './cache.js';
 import type { HostsMap } from './hosts-file.js';
@@ -25,6 +28,8 @@ export interface Answer {
   /** Answered from the gateway's own data (hostname, dns.hosts). */
   local: boolean;
   stale: boolean;
+  /** Not forwarded: the link is down (and nothing stale was at hand). */
+  linkDown?: boolean;
 }
 
 export interface ResolverCounters {
@@ -40,6 +45,8 @@ export interface CachingResolverDeps {
   upstream: Upstream;
   /** The link module's answer: may a query go out now? */
   mayForward: () => boolean;
+  /** The open window's DialDelay: after an unanswered query, true when it is worth asking once more. */
+  dialRetry?: (what: string) => Promise<boolean>;
   now: () => number;
   serveStale: number;
   /** The gateway's own names and dns.hosts (reloaded by the caller). */
@@ -90,14 +97,18 @@ export class CachingResolver implements Resolver {
     if (!this.deps.mayForward() || !this.deps.upstream.configured) {
       // the link is down: never a packet
       this.counters.refusedForwards++;
-      return stale() ?? { rcode: RCODE.SERVFAIL, answers: [], local: false, stale: false };
+      return stale() ?? { rcode: RCODE.SERVFAIL, answers: [], local: false, stale: false, linkDown: this.deps.upstream.configured };
     }
     this.counters.misses++;
     const running = this.inflight.get(key);
     if (running) return running;
     const ask = (async (): Promise<Answer> => {
       try {
-        const r = await this.deps.upstream.query(name, typeName(type));
+        const ask = () => this.deps.upstream.query(name, typeName(type));
+        const r = await ask().catch(async (err) => {
+          if (!(await this.deps.dialRetry?.(`DNS ${typeName(type)} ${name}`))) throw err;
+          return ask();
+        });
         const relevant = r.answers.filter((a) => a.type === type || a.type === TYPE.CNAME);
         const ttl = r.rcode === RCODE.NOERROR && relevant.length ? positiveTtl(relevant) : negativeTtl(r.authorities);
         if (r.rcode === RCODE.NOERROR || r.rcode === RCODE.NXDOMAIN) {
@@ -116,6 +127,7 @@ export class CachingResolver implements Resolver {
   }
 
   private static fail(name: string, a: Answer, what: string): never {
+    if (a.linkDown) throw new LinkDownError(`Waiting for the link: cannot look up ${what} of ${name} while the link is down`);
     if (a.rcode === RCODE.NXDOMAIN) throw new MailError(550, '5.1.2', `Host or domain name not found: ${name}`);
     throw new MailError(451, '4.4.3', `Cannot look up ${what} of ${name} now (DNS ${a.rcode === RCODE.SERVFAIL ? 'unavailable' : `rcode ${a.rcode}`})`);
   }

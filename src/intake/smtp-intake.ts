@@ -41,6 +41,8 @@ export interface IntakeDeps {
   admitConnection?: () => MailError | null;
   /** Refuses a message of `size` bytes (0 = not declared) at MAIL and DATA (the disk: 452 4.3.1); null = accept. */
   admitMessage?: (size: number) => MailError | null;
+  /** An accepted session opened or closed (the link's linger watches sessions from outside). */
+  onSession?: (event: 'open' | 'close', ip: string) => void;
 }
 
 /** An SMTP error as smtp-server's callbacks take it. */
@@ -112,6 +114,8 @@ export class SmtpIntake {
       this.deps.log.warn({ sid: session.id, client: ip, reason: refusal.message }, 'connection refused');
       return cb(replyError(refusal));
     }
+    (session as SMTPServerSession & { qlOpen?: boolean }).qlOpen = true;
+    this.deps.onSession?.('open', ip);
     const pause = this.deps.config.smtp.greetPause;
     if (pause > 0) setTimeout(() => cb(), pause);
     else cb();
@@ -120,6 +124,7 @@ export class SmtpIntake {
   private onClose(session: SMTPServerSession): void {
     if (!(session as SMTPServerSession & { qlCounted?: boolean }).qlCounted) return;
     const ip = session.remoteAddress;
+    if ((session as SMTPServerSession & { qlOpen?: boolean }).qlOpen) this.deps.onSession?.('close', ip);
     const n = (this.perClient.get(ip) ?? 1) - 1;
     if (n <= 0) this.perClient.delete(ip);
     else this.perClient.set(ip, n);

@@ -26,6 +26,7 @@ const COUNTERS = {
   quietlink_flush_windows_total: 'Flush windows opened, by cause',
   quietlink_link_seconds_total: 'Seconds from the first to the last WAN packet of each window',
   quietlink_link_wakeups_total: 'Windows that sent traffic over the link or dialed it',
+  quietlink_dials_total: 'Times link.dial was run (windows that wanted the link while it was down)',
   quietlink_etrn_sent_total: 'ETRN commands sent to the relay',
   quietlink_etrn_received_total: 'ETRN commands received from customers, by reply code',
   quietlink_load_queued_total: 'Messages left for a later run because the load average was above queueLA',

@@ -12,7 +12,7 @@ import { route as routeOf, type RouteTable } from '../routing/route.js';
 import { domainOf } from '../intake/address.js';
 import { loadThresholds, readLoadAverage, refusesConnections, type LoadThresholds } from '../intake/load-policy.js';
 import { hasRoom, spoolSpace, type Space } from '../intake/disk-policy.js';
-import type { LinkState } from '../link/link-state.js';
+import type { LinkSnapshot } from '../link/link-state.js';
 import type { Windows } from '../scheduler/windows.js';
 import type { ResolverCounters } from '../dns/caching-resolver.js';
 import { gaugeFamilies, type Metrics } from './metrics.js';
@@ -28,7 +28,8 @@ export interface StatusDeps {
   queue: Queue;
   metrics: Metrics;
   problems: RecentProblems;
-  link: LinkState;
+  /** The link's owner: its state, and dials / hangups since start. */
+  link: { readonly current: LinkSnapshot; readonly dials?: number; readonly hangups?: number };
   windows: () => Windows;
   dns: ResolverCounters;
   lastEtrn: () => ReadonlyMap<string, { time: string; client: string; reply: string }>;
@@ -138,7 +139,7 @@ export class Status {
       queue: await this.d.queue.counts(),
       /** Pending recipients by next hop (SPEC §11: queue counts by route). */
       byRoute: Object.fromEntries(await this.recipientsByRoute(0)),
-      link: { mode: config.link.mode, ...link.current, since: new Date(link.current.since).toISOString() },
+      link: { mode: config.link.mode, ...link.current, since: new Date(link.current.since).toISOString(), dials: link.dials ?? 0, hangups: link.hangups ?? 0 },
       window: windows.isOpen ? 'open' : 'closed',
       nextWindow: this.d.nextWindow()?.toISOString() ?? null,
       lastWindow: windows.last,

@@ -16,6 +16,8 @@ export interface AttemptResult {
   relay?: string;
   /** The next hop took the DSN request on (it offers DSN): notices of success are its job. */
   dsnPassed?: boolean;
+  /** Not an attempt: the link went down before the next hop could be reached (no backoff, no clocks). */
+  waitsForLink?: boolean;
 }
 
 export type NoticeKind = 'failure' | 'delay' | 'success';
@@ -52,7 +54,13 @@ export function wants(r: Recipient, kind: 'FAILURE' | 'DELAY' | 'SUCCESS'): bool
   return r.notify.includes(kind);
 }
 
-export function applyResults(env: Envelope, results: readonly AttemptResult[], c: Clocks): Applied {
+export function applyResults(env: Envelope, all: readonly AttemptResult[], c: Clocks): Applied {
+  const results = all.filter((r) => !r.waitsForLink);
+  if (!results.length) {
+    // waiting for the link is no attempt: only the reason is written down (SPEC §4)
+    const why = new Map(all.map((r) => [r.address, `${r.code} ${r.text}`]));
+    return { env: { ...env, recipients: env.recipients.map((r) => (why.has(r.address) && r.state === 'pending' ? { ...r, lastReply: why.get(r.address) } : r)) }, failed: [], delayed: [], relayed: [], done: false };
+  }
   const byAddress = new Map(results.map((r) => [r.address, r]));
   const failed: Notice[] = [];
   const relayed: Notice[] = [];

@@ -25,6 +25,7 @@ import { applyResults, type AttemptResult, type Notice, type NoticeKind } from '
 import { isDue } from './next-attempt.js';
 import { enhancedCode, outcomeOf } from '../delivery/classify.js';
 import type { Deliverer, Job } from '../delivery/deliverer.js';
+import type { Target } from '../delivery/resolver.js';
 import type { SessionEvent } from '../delivery/smtp-session.js';
 import { JobQueue } from './job-queue.js';
 
@@ -45,12 +46,14 @@ export interface RunOptions {
   group?: string;
   dryRun?: boolean;
   onEvent?: (e: RunEvent) => void;
-  /** Inside a flush window: a network failure on a link route waits dialDelay and retries once. */
-  dialDelay?: number;
+  /** Inside a flush window: DialDelay for link routes (true: the delay has passed, try once more). */
+  dialRetry?: (what: string) => Promise<boolean>;
   /** Dry run: plan as a window with the link would (`flush --dry-run`). */
   assumeLink?: boolean;
   /** Dry run: stop once the plan has this many entries (a yes/no question needs one). */
   planLimit?: number;
+  /** Dry run: plan only recipients whose route needs the link (what a window would get the link for). */
+  planLinkOnly?: boolean;
   /** Only these recipients (ETRN for a node). */
   recipientFilter?: (address: string, group: string) => boolean;
 }
@@ -69,7 +72,7 @@ export interface RunSummary {
   /** Messages left for a later run because of the load (queueLA). */
   loadQueued?: number;
   /** Dry run: what would be attempted. */
-  plan?: Array<{ qid: string; to: string; nexthop: string }>;
+  plan?: Array<{ qid: string; to: string; nexthop: string; link: boolean }>;
 }
 
 export interface RunnerDeps {
@@ -105,7 +108,9 @@ interface HopState {
 interface RunState {
   opts: RunOptions;
   summary: RunSummary;
+  /** By next hop (as routes write it), and the same hops by the addresses they reach. */
   hops: Map<string, HopState>;
+  hopsByTarget: Map<string, HopState>;
   locked: Map<QueueId, { pending: number; release: () => void }>;
   results: Map<QueueId, AttemptResult[]>;
   jobsPerGroup?: Map<string, number>;
@@ -174,7 +179,7 @@ export class QueueRunner {
 
   private async runOnce(opts: RunOptions): Promise<RunSummary> {
     const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
-    const run: RunState = { opts, summary, hops: new Map(), locked: new Map(), results: new Map() };
+    const run: RunState = { opts, summary, hops: new Map(), hopsByTarget: new Map(), locked: new Map(), results: new Map() };
     let chunk: Located[] = [];
     const flush = async () => {
       const batch = chunk;
@@ -201,8 +206,9 @@ export class QueueRunner {
       }
       await flush();
     } finally {
-      for (const hop of run.hops.values()) hop.jobs.close();
-      await Promise.all([...run.hops.values()].map((h) => h.done));
+      const hops = new Set(run.hops.values());
+      for (const hop of hops) hop.jobs.close();
+      await Promise.all([...hops].map((h) => h.done));
     }
     if (summary.loadQueued && !opts.ids) this.deps.log.info({ trigger: opts.trigger.kind, loadQueued: summary.loadQueued }, 'run: messages left for a later run because the load is above queueLA');
     return summary;
@@ -261,7 +267,11 @@ export class QueueRunner {
         continue;
       }
       if (opts.dryRun) {
-        for (const { route: rt, rcpts } of byHop.values()) for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop });
+        for (const { route: rt, rcpts } of byHop.values()) {
+          const link = rt.link && !policy.permanentLink;
+          if (opts.planLinkOnly && !link) continue;
+          for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop, link });
+        }
         if (opts.planLimit !== undefined && summary.plan!.length >= opts.planLimit) return;
         continue;
       }
@@ -285,29 +295,47 @@ export class QueueRunner {
       run.locked.set(candidate.id, { pending: byHop.size, release });
       for (const [nexthop, { route: rt, rcpts }] of byHop) {
         const job: Job = { env: fresh.env, mailer: rt.mailer, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) };
-        await this.hop(run, nexthop, rt).jobs.push(job);
+        await (await this.hop(run, nexthop, rt)).jobs.push(job);
       }
     }
   }
 
-  private hop(run: RunState, nexthop: string, rt: Route): HopState {
+  /**
+   * The hop a next hop's jobs go to. Looked up once per run; next hops whose
+   * addresses are the same (two routes to one relay, a name and its IP) share
+   * one hop, so their messages share connections.
+   */
+  private async hop(run: RunState, nexthop: string, rt: Route): Promise<HopState> {
     const existing = run.hops.get(nexthop);
     if (existing) return existing;
+    let resolved: Target[] | Error;
+    try {
+      resolved = await this.deps.deliverer.resolve(rt);
+    } catch (err) {
+      resolved = err as Error;
+    }
+    const key = resolved instanceof Error ? nexthop : resolved.map((t) => `${t.ip}:${t.port}`).join(',');
+    const same = run.hopsByTarget.get(key);
+    if (same) {
+      run.hops.set(nexthop, same);
+      return same;
+    }
     const jobs = new JobQueue<Job>(CHUNK);
     const onEvent = run.opts.onEvent;
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
       connections: DESTINATION_CONNECTIONS,
-      dialDelay: rt.link ? run.opts.dialDelay ?? 0 : 0,
+      resolved,
+      dialRetry: rt.link ? run.opts.dialRetry : undefined,
       acquire: async () => {
         // always the hop's slot first, then the global one: one order, no deadlock
-        let hop = this.hopSlots.get(nexthop);
-        if (!hop) this.hopSlots.set(nexthop, (hop = new Slots(DESTINATION_CONNECTIONS)));
+        let hop = this.hopSlots.get(key);
+        if (!hop) this.hopSlots.set(key, (hop = new Slots(DESTINATION_CONNECTIONS)));
         const releaseHop = await hop.acquire();
         const releaseAll = await this.slots.acquire();
         return () => {
           releaseAll();
           releaseHop();
-          if (hop!.isIdle && this.hopSlots.get(nexthop) === hop) this.hopSlots.delete(nexthop);
+          if (hop!.isIdle && this.hopSlots.get(key) === hop) this.hopSlots.delete(key);
         };
       },
       onResult: (job, res) => this.onResult(run, job, res),
@@ -321,6 +349,7 @@ export class QueueRunner {
     });
     const hop = { jobs, done };
     run.hops.set(nexthop, hop);
+    run.hopsByTarget.set(key, hop);
     return hop;
   }
 
@@ -355,16 +384,20 @@ export class QueueRunner {
     const c = this.deps.config().queue;
     const applied = applyResults(env, res, { now: this.deps.now(), minQueueAge: c.minQueueAge, queueWarn: c.queueWarn, queueReturn: c.queueReturn });
     let delivered = 0;
+    let waiting = 0;
     for (const r of res) {
       const o = outcomeOf(r.code);
-      if (o === 'delivered') {
+      if (r.waitsForLink) {
+        summary.waiting++;
+        waiting++;
+      } else if (o === 'delivered') {
         summary.delivered++;
         delivered++;
       } else if (o === 'failed') summary.failed++;
       else summary.deferred++;
     }
     // bounced: failed now, or deferred past queueReturn
-    this.deps.onOutcomes?.({ delivered, bounced: applied.failed.length, deferred: Math.max(0, res.length - delivered - applied.failed.length) });
+    this.deps.onOutcomes?.({ delivered, bounced: applied.failed.length, deferred: Math.max(0, res.length - waiting - delivered - applied.failed.length) });
     for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed], ['success', applied.relayed]] as const) {
       if (!notices.length) continue;
       if (env.sender === '') {

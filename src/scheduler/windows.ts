@@ -1,67 +1,59 @@
 /**
- * scheduler/windows.ts — flush windows (SPEC §4, §5): one intended link
- * session each. A window gets its link as link.mode says (managed: use an up
- * link, or run link.dial and wait up to link.dialTimeout; demand: the first
- * packet dials, and a window with nothing to send is not opened; permanent:
- * always), delivers every due link-route message, sends ETRN for
- * etrn.domains to etrn.relay, closes and hangs up if it dialed. Triggers that
- * come while a window is open join it (one more delivery pass) instead of
- * opening a second one. Owns the answer to "may a link route send now?".
+ * scheduler/windows.ts — flush windows (SPEC §4): one intended link session
+ * each. A window asks what link-route mail is due (one walk of the queue),
+ * takes a link session from the link's owner (link/link-owner.ts: it dials
+ * only when the window wants the link — due link mail, or a poll window
+ * with ETRN to send), prefetches the DNS answers the due mail needs,
+ * delivers, sends ETRN when it has the link, lingers while the ISP pushes
+ * inbound mail, and closes the session (hangup exactly once if it dialed).
  *
- * Every window logs one journal line: cause, start, end, link-seconds,
- * delivered / deferred / waiting, and the ETRN result.
+ * Triggers that come while a window is open join it (one more delivery
+ * pass) instead of opening a second one; a trigger during the previous
+ * window's hangup waits for it. Every window ends with one record (the log
+ * line "window", spool/windows.log through onWindow).
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { LinkState } from '../link/link-state.js';
+import type { LinkOwner } from '../link/link-owner.js';
+import { etrnStartedFlush, lingerLeft, windowWantsLink } from '../link/link-gate.js';
+import type { WindowRecord } from '../link/window-history.js';
 import type { Selection } from '../queue/select.js';
 import type { Trigger } from '../routing/may-attempt.js';
 import type { EtrnResult } from '../etrn/etrn-client.js';
 import type { QueueRunner, RunEvent, RunSummary } from './queue-runner.js';
 
+export type { WindowRecord };
+
 export interface WindowRequest {
   cause: string;
+  /** A poll window (etrn.poll): it gets the link to send ETRN even with no mail due. */
+  poll?: boolean;
   selection?: Selection;
   onEvent?: (e: RunEvent) => void;
-}
-
-export interface WindowRecord {
-  cause: string;
-  start: string;
-  end: string;
-  linkSeconds: number;
-  linkOpen: boolean;
-  dialed: boolean;
-  delivered: number;
-  deferred: number;
-  failed: number;
-  waiting: number;
-  connections: number;
-  etrn: EtrnResult | null;
 }
 
 export interface WindowDeps {
   runner: QueueRunner;
   config: () => Config;
-  link: LinkState;
+  link: LinkOwner;
   log: Logger;
   now: () => number;
   /** Sends ETRN for etrn.domains to etrn.relay; null when none is configured. */
   etrn: () => Promise<EtrnResult | null>;
-  dial: () => Promise<number | null>;
   /** Warms the resolver for these names (MX and addresses) in one burst. */
   prefetch?: (names: string[]) => Promise<void>;
-  /** Told about every window when it ends (metrics). */
+  /** Told about every window when it ends (metrics, history). */
   onWindow?: (record: WindowRecord) => void;
   /** Whether any route may need a lookup (else prefetching has nothing to do and is skipped). */
   mayNeedDns?: () => boolean;
-  hangup: () => Promise<number | null>;
 }
 
 interface OpenWindow {
   passes: WindowRequest[];
   done: Promise<WindowRecord>;
+  /** Wakes a lingering window when a trigger joins it. */
+  wake: (() => void) | null;
 }
 
 /** An operator's flush tries matching mail whatever its retry time; other windows only what is due. */
@@ -69,154 +61,172 @@ function triggerOf(pass: WindowRequest): Trigger {
   return pass.cause === 'operator' ? { kind: 'flush', names: (pass.selection?.selectors.length ?? 0) > 0 } : { kind: 'run' };
 }
 
-/** Pure: may a link route send now? */
-export function linkOpen(mode: Config['link']['mode'], state: string, inWindow: boolean, windowLink: boolean): boolean {
-  if (mode === 'permanent') return true;
-  return inWindow && windowLink && (mode === 'demand' || state === 'up');
+/** Pure: the host names a plan's next hops need looked up (IP literals need none). */
+export function namesToPrefetch(plan: ReadonlyArray<{ nexthop: string }>): string[] {
+  const names = new Set<string>();
+  for (const p of plan) for (const h of p.nexthop.replace(/^\w+:/, '').split(',')) {
+    const name = h.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    if (net.isIP(name) === 0) names.add(name);
+  }
+  return [...names];
 }
 
 export class Windows {
   private open: OpenWindow | null = null;
-  /** The window's own verdict on the link (managed: up or dialed up in time; demand: yes). */
-  private windowLink = false;
+  /** The previous window's close (hangup): the next window starts after it. */
+  private closing: Promise<void> = Promise.resolve();
   last: WindowRecord | null = null;
+  private stopping = false;
 
   constructor(private readonly deps: WindowDeps) {}
+
+  /** A daemon stop: no linger, no dial wait; resolves once the open window has closed (hangup included). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.deps.link.abortDial();
+    const w = this.open;
+    w?.wake?.();
+    await w?.done.catch(() => undefined);
+    await this.closing;
+  }
 
   get isOpen(): boolean {
     return this.open !== null;
   }
 
-  /** The runner's question for a trigger (SPEC §3, §5). */
+  /** The runner's question for a trigger (SPEC §3, §5), answered by the link's owner. */
   mayUseLink(trigger: Trigger): boolean {
-    const c = this.deps.config();
-    const state = this.deps.link.current.state;
-    if (trigger.kind === 'intake') {
-      // background and interactive send link routes at intake when the line is up anyway
-      return c.link.mode === 'permanent' || ((c.deliveryMode === 'background' || c.deliveryMode === 'interactive') && state === 'up');
-    }
-    return linkOpen(c.link.mode, state, this.open !== null, this.windowLink);
+    return this.deps.link.mayDeliver(trigger.kind === 'intake' ? 'intake' : 'window');
   }
 
   /** Opens a window, or joins the open one; resolves when the window closes. */
   request(req: WindowRequest): Promise<WindowRecord> {
     if (this.open) {
       this.open.passes.push(req);
+      this.open.wake?.();
       this.deps.log.info({ cause: req.cause }, 'window: trigger joins the open window');
       return this.open.done;
     }
-    const w: OpenWindow = { passes: [req], done: Promise.resolve(null as unknown as WindowRecord) };
+    const w: OpenWindow = { passes: [req], done: Promise.resolve(null as unknown as WindowRecord), wake: null };
     this.open = w;
-    w.done = this.run(w).finally(() => {
-      this.open = null;
-      this.windowLink = false;
-    });
+    w.done = this.closing.then(() => this.run(w));
     return w.done;
   }
 
-  private async waitForUp(ms: number): Promise<boolean> {
-    if (this.deps.link.current.state === 'up') return true;
-    return new Promise((resolve) => {
-      const off = this.deps.link.onChange((now) => {
-        if (now.state === 'up') {
-          clearTimeout(t);
-          off();
-          resolve(true);
-        }
-      });
-      const t = setTimeout(() => {
-        off();
-        resolve(this.deps.link.current.state === 'up');
-      }, ms);
-    });
-  }
-
-  private async run(w: OpenWindow): Promise<WindowRecord> {
-    const c = this.deps.config();
-    const startMs = this.deps.now();
-    const cause = w.passes[0].cause;
-    let dialed = false;
-    const needDns = Boolean(this.deps.prefetch) && (this.deps.mayNeedDns?.() ?? true);
-    /** What the window would send (one walk of the queue; a yes/no question stops at the first). */
-    const planOf = (planLimit?: number) => this.deps.runner.run({ trigger: triggerOf(w.passes[0]), selection: w.passes[0].selection, dryRun: true, assumeLink: true, planLimit });
-    let plan: RunSummary | null = null;
-    if (c.link.mode === 'demand' && !(c.etrn.relay.length && c.etrn.domains.length)) {
-      // in demand mode the window's first packet dials the line: no window for nothing
-      plan = await planOf(needDns ? undefined : 1);
-      if (!plan.plan?.length && w.passes.every((p) => !p.selection?.selectors.length)) {
-        this.deps.log.info({ cause }, 'window not opened: nothing to send (demand mode)');
-        const none: WindowRecord = { cause, start: new Date(startMs).toISOString(), end: new Date(startMs).toISOString(), linkSeconds: 0, linkOpen: false, dialed: false, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, etrn: null };
-        return none;
-      }
-    }
-    if (c.link.mode === 'permanent' || c.link.mode === 'demand') this.windowLink = true;
-    else if (this.deps.link.current.state === 'up') this.windowLink = true;
-    else if (c.link.dial) {
-      dialed = true;
-      this.deps.link.set('dialing', this.deps.now(), 'window dial');
-      await this.deps.dial();
-      this.windowLink = await this.waitForUp(c.link.dialTimeout);
-      if (!this.windowLink) {
-        this.deps.link.set('down', this.deps.now(), 'dial timeout');
-        this.deps.log.warn({ cause, dialTimeout: c.link.dialTimeout }, 'window: the link did not come up in time');
-      }
-    }
-    if (this.windowLink && needDns && this.deps.prefetch) {
-      // names the due mail needs, fetched in one burst before the first connection
-      plan ??= await planOf();
-      const names = new Set<string>();
-      for (const p of plan.plan ?? []) for (const h of p.nexthop.replace(/^\w+:/, '').split(',')) {
-        const name = h.replace(/:\d+$/, '');
-        if (!h.startsWith('[') && net.isIP(name) === 0) names.add(name);
-      }
-      if (names.size) await this.deps.prefetch([...names]);
-    }
-    const total: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0 };
-    let firstWan: number | null = null;
-    let lastWan: number | null = null;
-    const causes = new Set<string>();
+  /** Runs the passes that are waiting (joined triggers); adds their figures to total. */
+  private async runPasses(w: OpenWindow, total: RunSummary, wan: { first: number | null; last: number | null }, causes: Set<string>): Promise<void> {
     for (let pass = w.passes.shift(); pass; pass = w.passes.shift()) {
       causes.add(pass.cause);
-      // the line may have come up while this window waited without it (a joining link-up)
-      if (!this.windowLink && this.deps.link.current.state === 'up') this.windowLink = true;
-      const trigger = triggerOf(pass);
-      const s = await this.deps.runner.run({ trigger, selection: pass.selection, onEvent: pass.onEvent, dialDelay: c.dialDelay });
-      if (s.firstPacket !== undefined && this.windowLink) {
-        firstWan = Math.min(firstWan ?? Infinity, s.firstPacket);
-        lastWan = Math.max(lastWan ?? 0, s.lastPacket ?? s.firstPacket);
+      this.deps.link.refresh();
+      const s = await this.deps.runner.run({
+        trigger: triggerOf(pass), selection: pass.selection, onEvent: pass.onEvent,
+        dialRetry: (what) => this.deps.link.dialRetry(what),
+      });
+      if (s.firstPacket !== undefined && this.deps.link.windowHasLink()) {
+        wan.first = Math.min(wan.first ?? Infinity, s.firstPacket);
+        wan.last = Math.max(wan.last ?? 0, s.lastPacket ?? s.firstPacket);
       }
       for (const k of ['messages', 'delivered', 'deferred', 'failed', 'connections'] as const) total[k] += s[k];
       total.waiting = s.waiting;
     }
+  }
+
+  private async run(w: OpenWindow): Promise<WindowRecord> {
+    const { link, log } = this.deps;
+    const c = this.deps.config();
+    const startMs = this.deps.now();
+    const inboundAtStart = link.inboundFacts().messages;
+    const first = w.passes[0];
+    const poll = w.passes.some((p) => p.poll);
+    const etrnConfigured = c.etrn.relay.length > 0 && c.etrn.domains.length > 0;
+    const needDns = Boolean(this.deps.prefetch) && (this.deps.mayNeedDns?.() ?? true);
+    // the link-route mail this window would send: one walk; a yes/no question stops at the first
+    const planOf = (limit?: number) => this.deps.runner.run({ trigger: triggerOf(first), selection: first.selection, dryRun: true, assumeLink: true, planLinkOnly: true, planLimit: limit });
+    let plan: RunSummary | null = null;
+    const upAlready = c.link.mode === 'permanent' || link.current.state === 'up';
+    if (!upAlready) plan = await planOf(needDns ? undefined : 1);
+    const wants = upAlready || windowWantsLink({ dueLinkMail: Boolean(plan?.plan?.length), poll, etrnConfigured });
+    if (!wants && c.link.mode === 'demand') log.info({ cause: first.cause }, 'window not opened: nothing to send over the link (demand mode)');
+    const session = await link.open(wants);
+    const total: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0 };
+    const wan: { first: number | null; last: number | null } = { first: null, last: null };
+    const causes = new Set<string>();
     let etrn: EtrnResult | null = null;
-    if (this.windowLink) {
-      const t0 = Date.now();
-      etrn = await this.deps.etrn();
-      if (etrn) {
-        firstWan ??= t0;
-        lastWan = Date.now();
+    let lingerMs = 0;
+    let hadLink = false;
+    try {
+      if (session.hasLink && needDns && this.deps.prefetch) {
+        // names the due mail needs, fetched in one burst before the first connection
+        plan ??= await planOf();
+        const names = namesToPrefetch(plan.plan ?? []);
+        if (names.length) await this.deps.prefetch(names);
       }
-    } else if (total.waiting) {
-      this.deps.log.info({ cause, messages: total.waiting }, `window: link down, ${total.waiting} messages wait for the link`);
+      await this.runPasses(w, total, wan, causes);
+      link.refresh();
+      if (link.windowHasLink() && c.etrn.mode === 'etrn') {
+        const t0 = Date.now();
+        etrn = await this.deps.etrn();
+        if (etrn) {
+          wan.first ??= t0;
+          wan.last = Date.now();
+        }
+      } else if (total.waiting) {
+        log.info({ cause: first.cause, messages: total.waiting }, `window: link down, ${total.waiting} messages wait for the link`);
+      }
+      lingerMs = await this.linger(w, etrn, total, wan, causes);
+      await this.runPasses(w, total, wan, causes);
+    } finally {
+      hadLink = link.windowHasLink() || session.hasLink;
+      // from here on a trigger opens the next window, which waits for this one's hangup
+      if (this.open === w) this.open = null;
+      this.closing = link.close().catch((err) => log.error({ err: (err as Error).message }, 'link hangup failed'));
+      await this.closing;
     }
-    if (dialed && this.windowLink && c.link.hangup) await this.deps.hangup();
     const record: WindowRecord = {
-      cause: [...causes].join(' + ') || cause,
+      cause: [...causes].join(' + ') || first.cause,
+      kind: poll || [...causes].some((k) => k.startsWith('poll')) ? 'poll' : 'send',
       start: new Date(startMs).toISOString(),
       end: new Date(this.deps.now()).toISOString(),
-      linkSeconds: firstWan !== null && lastWan !== null ? (lastWan - firstWan) / 1000 : 0,
-      linkOpen: this.windowLink,
-      dialed,
+      dialed: session.dialed,
+      linkOpen: hadLink,
+      linkSeconds: wan.first !== null && wan.last !== null ? (wan.last - wan.first) / 1000 : 0,
       delivered: total.delivered,
       deferred: total.deferred,
       failed: total.failed,
       waiting: total.waiting,
       connections: total.connections,
+      inbound: link.inboundFacts().messages - inboundAtStart,
+      lingerSeconds: Math.round(lingerMs / 100) / 10,
       etrn,
     };
     this.last = record;
     this.deps.onWindow?.(record);
-    this.deps.log.info({ ...record, etrn: etrn && { relay: etrn.relay, replies: etrn.replies, error: etrn.error } }, 'window');
+    log.info({ ...record, etrn: etrn && { relay: etrn.relay, replies: etrn.replies, error: etrn.error } }, 'window');
     return record;
+  }
+
+  /**
+   * After an ETRN that started a flush at the relay: keep the link while the
+   * ISP pushes (SPEC §4 linger); joining triggers are served meanwhile.
+   * Returns how long it lingered (ms).
+   */
+  private async linger(w: OpenWindow, etrn: EtrnResult | null, total: RunSummary, wan: { first: number | null; last: number | null }, causes: Set<string>): Promise<number> {
+    const { link } = this.deps;
+    if (!etrn || !etrnStartedFlush(etrn.replies)) return 0;
+    const c = this.deps.config();
+    const etrnAt = this.deps.now();
+    for (;;) {
+      await this.runPasses(w, total, wan, causes);
+      const f = link.inboundFacts();
+      const now = this.deps.now();
+      const left = lingerLeft({ now, etrnAt, openInbound: f.open, lastInboundEnd: f.lastEnd, linger: c.link.linger, lingerMax: c.link.lingerMax });
+      if (left <= 0 || !link.windowHasLink() || this.stopping) {
+        const wanEnd = Math.max(wan.last ?? 0, f.lastEnd ?? 0);
+        if (f.lastEnd !== null && f.lastEnd >= etrnAt) wan.last = wanEnd;
+        return now - etrnAt;
+      }
+      await Promise.race([link.waitInbound(left), new Promise<void>((resolve) => (w.wake = resolve))]);
+      w.wake = null;
+    }
   }
 }

@@ -47,6 +47,8 @@ test('zero wake-ups with the link down; link up opens one window that delivers a
     dns: { upstream: [`127.0.0.3:${dns.port}`] },
     flush: { cron: ['* * * * * *'] },
     queue: { minQueueAge: '0s' },
+    // the relay answers ETRN with 250 and pushes nothing: a short linger keeps the test short
+    link: { linger: '1s' },
   });
   const d = await startDaemon(config);
   try {

@@ -28,8 +28,10 @@ export interface ZoneEntry {
  * `negativeMin`, default 60) otherwise. Records every query as "TYPE name"
  * (and "TCP TYPE name" over TCP).
  */
-export async function startDns(host: string, zone: Record<string, ZoneEntry>, negativeMin = 60): Promise<CountingDns> {
+export async function startDns(host: string, zone: Record<string, ZoneEntry>, negativeMin = 60, opts: { dropFirstMs?: number } = {}): Promise<CountingDns & { dropped: number }> {
   const queries: string[] = [];
+  let firstAt: number | null = null;
+  const counts = { dropped: 0 };
   const server = dns2.createServer({
     udp: true,
     tcp: true,
@@ -37,6 +39,12 @@ export async function startDns(host: string, zone: Record<string, ZoneEntry>, ne
       const response = Packet.createResponseFromRequest(request);
       const [q] = request.questions;
       const tcp = typeof client?.write === 'function';
+      firstAt ??= Date.now();
+      // a line still dialing: every query of the first dropFirstMs is lost
+      if (opts.dropFirstMs && Date.now() - firstAt < opts.dropFirstMs) {
+        counts.dropped++;
+        return;
+      }
       queries.push(`${tcp ? 'TCP ' : ''}${q.type === Packet.TYPE.MX ? 'MX' : q.type === Packet.TYPE.A ? 'A' : q.type === Packet.TYPE.AAAA ? 'AAAA' : q.type} ${q.name}`);
       const entry = zone[q.name.toLowerCase()];
       const ttl = entry?.ttl ?? 300;
@@ -59,7 +67,7 @@ export async function startDns(host: string, zone: Record<string, ZoneEntry>, ne
     probe.on('error', reject);
   });
   await server.listen({ udp: { port, address: host, type: 'udp4' }, tcp: { port, address: host } } as any);
-  return { port, queries, close: () => server.close() as unknown as Promise<void> };
+  return { port, queries, get dropped() { return counts.dropped; }, close: () => server.close() as unknown as Promise<void> };
 }
 
 export interface EtrnRelay {
@@ -69,11 +77,18 @@ export interface EtrnRelay {
   close(): Promise<void>;
 }
 
-/** An SMTP server that offers ETRN; `reply(arg)` scripts each ETRN reply (default 250). */
-export async function startEtrnRelay(host: string, reply: (arg: string) => string = () => '250 OK, queuing started'): Promise<EtrnRelay> {
+/**
+ * An SMTP server that offers ETRN; `reply(arg)` scripts each ETRN reply
+ * (default 250); null says nothing at all (a relay that accepts the command
+ * and then hangs). `onEtrn` is told after each reply (the ISP's push).
+ */
+export async function startEtrnRelay(host: string, reply: (arg: string) => string | null = () => '250 OK, queuing started', onEtrn?: (arg: string) => void): Promise<EtrnRelay> {
   const relay: EtrnRelay = { port: 0, connections: 0, etrn: [], close: async () => undefined };
+  const open = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     relay.connections++;
+    open.add(sock);
+    sock.on('close', () => open.delete(sock));
     sock.on('error', () => undefined);
     sock.write('220 relay.test ESMTP\r\n');
     let buf = '';
@@ -86,7 +101,13 @@ export async function startEtrnRelay(host: string, reply: (arg: string) => strin
         const [verb, ...args] = line.split(' ');
         switch (verb.toUpperCase()) {
           case 'EHLO': sock.write('250-relay.test\r\n250-ETRN\r\n250 PIPELINING\r\n'); break;
-          case 'ETRN': relay.etrn.push(args.join(' ')); sock.write(`${reply(args.join(' '))}\r\n`); break;
+          case 'ETRN': {
+            relay.etrn.push(args.join(' '));
+            const text = reply(args.join(' '));
+            if (text !== null) sock.write(`${text}\r\n`);
+            onEtrn?.(args.join(' '));
+            break;
+          }
           case 'QUIT': sock.end('221 bye\r\n'); break;
           default: sock.write('500 unknown\r\n');
         }
@@ -95,6 +116,9 @@ export async function startEtrnRelay(host: string, reply: (arg: string) => strin
   });
   await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
   relay.port = (server.address() as net.AddressInfo).port;
-  relay.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  relay.close = () => new Promise<void>((resolve) => {
+    for (const sock of open) sock.destroy();
+    server.close(() => resolve());
+  });
   return relay;
 }
