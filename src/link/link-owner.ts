@@ -121,10 +121,21 @@ export class LinkOwner {
     this.watcher?.stop();
   }
 
-  /** The link session of a window that opens now (one at a time). */
+  /**
+   * The link session of a window that opens now (one at a time). Called
+   * again while the window is open (a poll or new mail joined a window that
+   * had no use for the link), it takes the link then: one dial per window.
+   */
   async open(wants: boolean): Promise<LinkSession> {
     const c = this.deps.config();
     const plan = linkPlan({ mode: c.link.mode, state: this.state.current.state, wants, canDial: Boolean(c.link.dial) });
+    const open = this.session;
+    if (open) {
+      if (open.hasLink || !wants || plan === 'none' || (plan === 'dial' && open.dialed)) return open;
+      this.session = plan === 'have' ? { ...open, hasLink: true } : { ...open, dialed: true };
+      if (plan === 'dial') this.session = { ...this.session, hasLink: await this.dial(c) };
+      return this.session;
+    }
     const dialDelay = new DialDelay(c.dialDelay, (ms, what) => this.deps.log.info({ dialDelay: ms, what }, 'no answer on a link route: waiting dialDelay, then once more'));
     if (plan !== 'dial') {
       this.session = { hasLink: plan === 'have', dialed: false, dialDelay };
@@ -162,6 +173,11 @@ export class LinkOwner {
     this.deps.log.warn({ dialTimeout: c.link.dialTimeout, outcome }, outcome === 'failed' ? 'window: the dial command failed' : 'window: the link did not come up within link.dialTimeout');
     if (this.state.current.state === 'dialing') this.set('down', outcome === 'failed' ? 'dial failed' : 'dial timeout');
     return false;
+  }
+
+  /** The open window's session as it stands (open() may have taken the link since). */
+  get windowSession(): LinkSession | null {
+    return this.session;
   }
 
   /** A window that opened without the link takes it when the line has come up since (a joining link-up). */

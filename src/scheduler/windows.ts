@@ -116,8 +116,11 @@ export class Windows {
   /** Runs the passes that are waiting (joined triggers); adds their figures to total. */
   private async runPasses(w: OpenWindow, total: RunSummary, wan: { first: number | null; last: number | null }, causes: Set<string>): Promise<void> {
     for (let pass = w.passes.shift(); pass; pass = w.passes.shift()) {
+      const joined = causes.size > 0;
       causes.add(pass.cause);
       this.deps.link.refresh();
+      // a trigger that joined a window without the link (a poll, new link mail) gets it now
+      if (joined && !this.deps.link.windowHasLink() && (await this.wantsLink(pass))) await this.deps.link.open(true);
       const s = await this.deps.runner.run({
         trigger: triggerOf(pass), selection: pass.selection, onEvent: pass.onEvent,
         dialRetry: (what) => this.deps.link.dialRetry(what),
@@ -131,6 +134,18 @@ export class Windows {
     }
   }
 
+  /** The link-route mail a pass would send (one walk; a yes/no question stops at the first). */
+  private planOf(pass: WindowRequest, limit?: number): Promise<RunSummary> {
+    return this.deps.runner.run({ trigger: triggerOf(pass), selection: pass.selection, dryRun: true, assumeLink: true, planLinkOnly: true, planLimit: limit });
+  }
+
+  /** Whether a pass wants the link: a poll with ETRN to send, or link-route mail due. */
+  private async wantsLink(pass: WindowRequest): Promise<boolean> {
+    const c = this.deps.config();
+    if (pass.poll && c.etrn.relay.length > 0 && c.etrn.domains.length > 0) return true;
+    return Boolean((await this.planOf(pass, 1)).plan?.length);
+  }
+
   private async run(w: OpenWindow): Promise<WindowRecord> {
     const { link, log } = this.deps;
     const c = this.deps.config();
@@ -140,8 +155,7 @@ export class Windows {
     const poll = w.passes.some((p) => p.poll);
     const etrnConfigured = c.etrn.relay.length > 0 && c.etrn.domains.length > 0;
     const needDns = Boolean(this.deps.prefetch) && (this.deps.mayNeedDns?.() ?? true);
-    // the link-route mail this window would send: one walk; a yes/no question stops at the first
-    const planOf = (limit?: number) => this.deps.runner.run({ trigger: triggerOf(first), selection: first.selection, dryRun: true, assumeLink: true, planLinkOnly: true, planLimit: limit });
+    const planOf = (limit?: number) => this.planOf(first, limit);
     let plan: RunSummary | null = null;
     const upAlready = c.link.mode === 'permanent' || link.current.state === 'up';
     if (!upAlready) plan = await planOf(needDns ? undefined : 1);
@@ -154,6 +168,7 @@ export class Windows {
     let etrn: EtrnResult | null = null;
     let lingerMs = 0;
     let hadLink = false;
+    let dialed = false;
     try {
       if (session.hasLink && needDns && this.deps.prefetch) {
         // names the due mail needs, fetched in one burst before the first connection
@@ -176,7 +191,9 @@ export class Windows {
       lingerMs = await this.linger(w, etrn, total, wan, causes);
       await this.runPasses(w, total, wan, causes);
     } finally {
-      hadLink = link.windowHasLink() || session.hasLink;
+      const final = link.windowSession ?? session;
+      hadLink = link.windowHasLink() || final.hasLink;
+      dialed = final.dialed;
       // from here on a trigger opens the next window, which waits for this one's hangup
       if (this.open === w) this.open = null;
       this.closing = link.close().catch((err) => log.error({ err: (err as Error).message }, 'link hangup failed'));
@@ -187,7 +204,7 @@ export class Windows {
       kind: poll || [...causes].some((k) => k.startsWith('poll')) ? 'poll' : 'send',
       start: new Date(startMs).toISOString(),
       end: new Date(this.deps.now()).toISOString(),
-      dialed: session.dialed,
+      dialed,
       linkOpen: hadLink,
       linkSeconds: wan.first !== null && wan.last !== null ? (wan.last - wan.first) / 1000 : 0,
       delivered: total.delivered,

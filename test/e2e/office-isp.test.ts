@@ -53,7 +53,8 @@ test('office and ISP: hold while down, one window flushes out and ETRN pulls in 
       { domain: '.', relay: `[127.0.0.1]:${ispPort}`, link: true },
     ],
     etrn: { relay: `[127.0.0.1]:${ispPort}`, domains: ['cust1.dom'] },
-    link: { mode: 'managed' },
+    // the ISP pushes right after ETRN: linger only briefly after its last message
+    link: { mode: 'managed', linger: '1s' },
   });
   const isp = await startDaemon(ispConfig);
   const office = await startDaemon(officeConfig);
