@@ -150,3 +150,26 @@ test('zero wake-ups: demand mode with the link down, the line up outside a windo
     assert.equal(st.queue.queued, 30);
   }, [wan, lan, relay, dns]);
 });
+
+test('a link report naming another interface than link.interface is ignored; a delay warning names the next window with its time zone', { timeout: 60_000 }, async () => {
+  const wan = await startSink({ host: '127.0.0.2', rcpt: () => ({ code: 451, text: '4.3.0 Try later' }) });
+  const lan = await startSink();
+  await gateway({
+    smartHost: [`[127.0.0.2]:${wan.port}`],
+    routes: [{ domain: 'lan.example', relay: `[127.0.0.1]:${lan.port}` }],
+    link: { mode: 'managed', interface: 'ppp0', poll: '1h', linger: '0s' },
+    flush: { cron: ['0 8 * * *'], timezone: 'Europe/Berlin', onLinkUp: false },
+    queue: { minQueueAge: '0s', queueWarn: '0s' },
+  }, async (d, config) => {
+    assert.equal((await runCli(['link', 'up', '--iface', 'eth1', '-c', config])).code, 0);
+    await d.waitLog((l) => /another interface than link\.interface/.test(String(l.msg)) && l.iface === 'eth1', 'the report for eth1 ignored');
+    assert.equal((await status(config)).link.state, 'down');
+    assert.equal((await runCli(['link', 'up', '--iface', 'ppp0', '-c', config])).code, 0);
+    await d.waitLog((l) => l.msg === 'link' && l.link === 'up' && l.iface === 'ppp0', 'the report for ppp0');
+    assert.equal((await sendMail(d.port, 'alice@lan.example', ['x@far.example'], MSG)).code, 250);
+    const f = await runCli(['flush', '--wait', '-c', config]);
+    assert.equal(f.code, 75, f.stdout);
+    await lan.waitMessages(1);
+    assert.match(lan.messages[0].body, /waiting for the next scheduled connection at 08:00 (CET|CEST|GMT\+1|GMT\+2)/);
+  }, [wan, lan]);
+});
