@@ -15,6 +15,7 @@ import { NetworkList } from '../../src/config/cidr.js';
 import { expandHosts } from '../../src/delivery/resolver.js';
 import { parseHosts as parseRouteHosts } from '../../src/routing/route.js';
 import { startDns, type CountingDns } from '../helpers/wan.js';
+import { LinkDownError } from '../../src/errors.js';
 import { closedPort } from '../helpers/sink.js';
 
 const { Packet } = dns2 as any;
@@ -150,4 +151,12 @@ test('the DNS server refuses clients outside dns.allow and answers the others', 
   } finally {
     await server.stop();
   }
+});
+
+test('a lookup refused because the link is down fails with LinkDownError ("waiting for the link"), not a DNS error', async () => {
+  const { r } = make({ link: false });
+  const n = up.queries.length;
+  await assert.rejects(r.resolveAddresses('nowhere-cached.example'), (err: Error) => err instanceof LinkDownError && /Waiting for the link/.test(err.message));
+  await assert.rejects(r.resolveMx('nowhere-cached.example'), LinkDownError);
+  assert.deepEqual(sent(n), [], 'and no packet left');
 });

@@ -75,7 +75,7 @@ test('managed + link.dial: send windows with nothing due never dial; poll window
       assert.equal(w.kind, 'poll');
       assert.equal(w.etrn?.replies?.[0]?.code, 250, 'each dial was followed by ETRN');
     }
-    assert.ok(relay.etrn.length >= dialed.length);
+    assert.ok(relay.etrn.length >= dialed.filter((x) => x.linkOpen).length, 'the relay got every ETRN');
   }, [relay]);
 });
 
@@ -189,7 +189,8 @@ test('a simulated day: dials = send windows with due mail + poll windows, read b
     const withMail = day.filter((w) => w.kind === 'send' && w.delivered + w.deferred + w.failed > 0);
     const polls = day.filter((w) => w.kind === 'poll');
     const dialed = day.filter((w) => w.dialed);
-    assert.ok(withMail.length >= 1 && polls.length >= 2);
+    // mail may also leave in a poll window (a poll joined, or came first): it counts as a poll then
+    assert.ok(polls.length >= 2);
     assert.equal(dialed.length, withMail.length + polls.length, 'dials = send windows with due mail + poll windows');
     assert.ok(dialed.every((w) => w.kind === 'poll' || w.delivered > 0));
     const cut = all.length - day.length;

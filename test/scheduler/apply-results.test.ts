@@ -81,3 +81,16 @@ test('applyResults(): NOTIFY=SUCCESS gets a "relayed" notice only when the next 
   const passed = applyResults(e, [{ address: 'a@x.example', code: 250, text: '2.0.0 ok', dsnPassed: true }], clocks(T0));
   assert.deepEqual(passed.relayed, [], 'a DSN-capable next hop reports success itself');
 });
+
+test('applyResults(): a result that waits for the link is no attempt — no attempts, no backoff, no clocks, only the reason', () => {
+  const e = env();
+  const waiting = [{ address: 'a@x.example', code: 451, text: '4.4.1 Waiting for the link', waitsForLink: true }];
+  const a = applyResults(e, waiting, clocks(T0 + 10 * 86_400_000));
+  assert.equal(a.env.attempts, 0);
+  assert.equal(a.env.nextAttempt, null);
+  assert.equal(a.env.firstAttempt, undefined);
+  assert.deepEqual([a.failed, a.delayed, a.relayed], [[], [], []], 'no bounce however old the message is');
+  assert.equal(a.env.recipients[0].state, 'pending');
+  assert.match(a.env.recipients[0].lastReply ?? '', /Waiting for the link/);
+  assert.equal(a.done, false);
+});
