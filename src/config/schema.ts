@@ -90,12 +90,18 @@ export const configSchema = z.strictObject({
     greetPause: duration.default(0),
     maxConnections: z.number().int().positive().default(100),
     maxConnectionsPerClient: z.number().int().positive().optional(),
+    /** A bare LF in DATA: a line end (Postfix 3.9's default) or refused; LAN clients are always normalized. */
+    bareNewline: z.enum(['normalize', 'reject']).default('normalize'),
     tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
     auth: z.strictObject({ users: z.string().min(1) }).optional(),
   }).prefault({}),
   smartHost: z.array(routeTarget).default([]),
   routes: z.array(routeSchema).default([]),
   mailertable: z.string().min(1).optional(),
+  /** /etc/aliases-style file for local recipients (`root: admin@office.example`). */
+  aliases: z.string().min(1).optional(),
+  /** Qualifies bare local names of local submissions (default: hostname). */
+  masquerade: z.string().refine(isHostname, { message: 'invalid domain name' }).optional(),
   authinfo: z.string().min(1).optional(),
   classes: z.record(
     z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'class names use letters, digits and _'),
