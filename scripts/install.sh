@@ -8,7 +8,8 @@
 #                                  the same program (it looks at the name it was
 #                                  called by), unless another MTA owns them
 #   /etc/quietlink/quietlink.yaml  production configuration (never overwritten)
-#   /var/spool/quietlink/          the spool, user quietlink, mode 0750
+#   /var/spool/quietlink/          the spool, user quietlink, mode 0711 (maildrop 1733)
+#   group quietlink-admin          may hold, release, quarantine, link up/down, etrn --relay
 #   /lib/systemd/system/quietlink.service, /usr/share/doc/quietlink/
 #   /etc/ppp/ip-up.d/quietlink, /etc/ppp/ip-down.d/quietlink (and the
 #   NetworkManager dispatcher script when NetworkManager is there)
@@ -160,6 +161,12 @@ if [ -z "$ROOT" ]; then
     say "created system user quietlink"
   fi
   OWNER=$(id -u quietlink):$(id -g quietlink)
+  if getent group quietlink-admin >/dev/null 2>&1; then
+    say "group quietlink-admin exists"
+  else
+    groupadd --system quietlink-admin
+    say "created group quietlink-admin (members may change the queue and the link)"
+  fi
 elif [ -f "$ROOT/etc/passwd" ]; then
   if grep -q '^quietlink:' "$ROOT/etc/passwd"; then
     say "user quietlink exists in $ROOT"
@@ -169,6 +176,10 @@ elif [ -f "$ROOT/etc/passwd" ]; then
     say "created system user quietlink in $ROOT"
   fi
   OWNER=$(awk -F: '$1 == "quietlink" { print $3 ":" $4 }' "$ROOT/etc/passwd")
+  if [ -f "$ROOT/etc/group" ] && ! grep -q '^quietlink-admin:' "$ROOT/etc/group"; then
+    groupadd --root "$ROOT" --system quietlink-admin
+    say "created group quietlink-admin in $ROOT"
+  fi
 else
   say "skipped creating the user quietlink: $ROOT/etc/passwd does not exist (create it in the target system, then chown quietlink: /var/spool/quietlink /var/spool/quietlink/maildrop)"
 fi
@@ -220,17 +231,17 @@ fi
 
 # ---- the spool
 mkdir -p "$SPOOL/maildrop"
-chmod 0750 "$SPOOL"
-# maildrop: members of group quietlink (and root) may drop messages, not read or
-# remove others' (sticky); setgid makes each file group quietlink so the daemon can read it
-chmod 3730 "$SPOOL/maildrop"
+# the spool: everyone may pass through (to maildrop and the control socket), no one else list it;
+# maildrop: every local user may drop a message, nobody may list, read or remove another's (sticky)
+chmod 0711 "$SPOOL"
+chmod 1733 "$SPOOL/maildrop"
 if [ -n "$OWNER" ]; then
   chown "$OWNER" "$SPOOL" "$SPOOL/maildrop"
-  chmod 0750 "$SPOOL"
-  chmod 3730 "$SPOOL/maildrop"
-  say "spool /var/spool/quietlink: owner quietlink, mode 0750 (maildrop 3730)"
+  chmod 0711 "$SPOOL"
+  chmod 1733 "$SPOOL/maildrop"
+  say "spool /var/spool/quietlink: owner quietlink, mode 0711 (maildrop 1733)"
 else
-  say "spool /var/spool/quietlink: mode 0750 (maildrop 3730), owner unchanged (no user quietlink)"
+  say "spool /var/spool/quietlink: mode 0711 (maildrop 1733), owner unchanged (no user quietlink)"
 fi
 
 # ---- documentation (the unit's Documentation=)

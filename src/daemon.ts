@@ -23,6 +23,9 @@ import { hasRoom, insufficientStorage } from './intake/disk-policy.js';
 import { Metrics, startMetricsServer } from './observability/metrics.js';
 import { Status } from './observability/status.js';
 import { ControlServer, type ControlHandler } from './control/server.js';
+import { needsAdmin } from './control/protocol.js';
+import { credentialUid, PermissionError } from './control/credentials.js';
+import { ADMIN_GROUP, mayAdminister, userName } from './control/users.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
 import { IntakeJournal } from './queue/journal.js';
@@ -250,7 +253,11 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     return config.deliveryMode === 'interactive' ? run : undefined;
   };
 
-  const pickup = new MaildropPickup({ spool: config.spool, hostname: config.hostname, queue, log, now, onQueued: afterIntake });
+  const pickup = new MaildropPickup({
+    spool: config.spool, hostname: config.hostname, queue, log, now, newId, onQueued: afterIntake, userName: (uid) => userName(uid),
+    // the message and its JSON header line
+    maxBytes: () => config.smtp.maxMessageSize + 1_048_576,
+  });
   // the route table already holds the hold classes' domains (reloaded with it)
   const etrnServer = new EtrnServer({ config: () => config, holdDomains: () => table.holdDomains, queue, runner, log, now });
   const intake = new SmtpIntake({
@@ -355,7 +362,17 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       if (!domains.length) throw new UsageError('etrn: no domains (set etrn.domains or name them)');
       return etrn(relay, domains);
     }],
-    ['pickup', async () => ({ picked: [...(await pickup.run()).keys()] })],
+    ['pickup', async (args) => {
+      const result = await pickup.run();
+      const name = typeof args.name === 'string' ? args.name : undefined;
+      const queued: Record<string, string[]> = {};
+      const refused: string[] = [];
+      for (const [n, ids] of name ? [[name, pickup.outcome(name)] as const] : result) {
+        if (ids) queued[n] = ids;
+        else if (ids === null) refused.push(n);
+      }
+      return { picked: Object.keys(queued), queued, refused };
+    }],
     ['mailq', async (args, emit) => {
       const sel = args.selection as Selection;
       if (args.format !== 'text' && args.format !== 'groups') return select(sel);
@@ -387,6 +404,10 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const gated = new Map([...handlers].map(([name, h]): [string, ControlHandler] => [name, async (args, emit) => {
     await ready;
+    // changing the queue or the link: root, our own user or group quietlink-admin (SPEC §11)
+    if (needsAdmin(name, args) && !(await mayAdminister(await credentialUid(config.spool, args.cred, now())))) {
+      throw new PermissionError(`Permission denied: "${name}${name === 'etrn' ? ' --relay' : ''}" needs root or the ${ADMIN_GROUP} group`);
+    }
     return h(args, emit);
   }]));
   const control = new ControlServer(config.spool, gated, log);
@@ -414,6 +435,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const metricsServer = config.metrics.listen ? await startMetricsServer(config.metrics.listen, () => status.scrape(), log) : null;
   if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
   link.start();
+  if (!standalone) pickup.startScan();
   log.info({
     listen: bound, dns: dnsBound, metrics: metricsServer && { host: metricsServer.host, port: metricsServer.port },
     spool: config.spool, pid: process.pid, link: link.current.state,
@@ -436,6 +458,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     async stop() {
       log.info('stopping: no new connections, finishing sessions in flight');
       triggers.stop();
+      pickup.stopScan();
       link.stop();
       // an open window ends now: no linger, no dial wait; its hangup still runs
       const windowClosed = windows.stop();

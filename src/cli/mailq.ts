@@ -1,6 +1,7 @@
 /**
  * cli/mailq.ts — `quietlink mailq` (also `mailq`, `sendmail -bp`): the queue
- * in sendmail's layout, or `--json`. Asks the daemon; when it is not
+ * in sendmail's layout, or `--json`; `-Ac` the maildrop, `-Am` the queue,
+ * `-bP` the entries per queue group. Asks the daemon; when it is not
  * running, reads the spool directly (read-only: nothing is moved).
  */
 import type { Config } from '../config/schema.js';
@@ -15,6 +16,7 @@ import { createCliLogger } from '../observability/logger.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 import { EX } from '../errors.js';
 import { listMaildrop, readMaildrop } from '../queue/maildrop.js';
+import type { QueueId } from '../queue/queue-id.js';
 
 export async function readQueue(config: Config, selection: Selection): Promise<MessageSummary[]> {
   try {
@@ -45,7 +47,8 @@ async function listMaildropQueue(config: Config, json: boolean): Promise<number>
     return EX.OK;
   }
   process.stdout.write(formatMailq(`${config.spool}/maildrop`, entries.map((e) => ({
-    id: e.id, state: 'queued' as const, size: e.size, arrivalTime: e.time, sender: e.sender,
+    // a maildrop name, not a queue ID: shown the same way
+    id: e.id as unknown as QueueId, state: 'queued' as const, size: e.size, arrivalTime: e.time, sender: e.sender,
     recipients: e.recipients.map((address) => ({ address, state: 'pending' })),
   })), false));
   return EX.OK;
@@ -73,9 +76,9 @@ async function printGroupCounts(config: Config, selection: Selection): Promise<n
 
 export async function runMailq(config: Config, argv: string[]): Promise<number> {
   const { selection, rest } = extractSelection(argv);
-  const { '--json': json, '-Ac': clientQueue, '-Am': _mta, '-bP': perGroup } = takeFlags(rest, ['--json', '-Ac', '-Am', '-bP']);
-  void _mta;
-  takeFlags(rest, ['-bp']);
+  const { '--json': json, '-Ac': clientQueue, '-bP': perGroup } = takeFlags(rest, ['--json', '-Ac', '-bP']);
+  // -Am asks for the MTA queue, which is what mailq lists without -Ac (as sendmail's)
+  takeFlags(rest, ['-bp', '-Am']);
   rejectUnknownFlags(rest, 'mailq');
   if (clientQueue) return listMaildropQueue(config, json);
   if (perGroup) return printGroupCounts(config, selection);

@@ -1,13 +1,14 @@
 /**
  * cli/submit.ts — a local submission (the `sendmail` command, -bs on stdin)
- * written durably into spool/maildrop/, then the daemon asked to take it in.
+ * by any local user: written into spool/maildrop/ and handed to the daemon
+ * (or made durable there when no daemon runs) before the command says OK.
  */
 import os from 'node:os';
 import type { Config } from '../config/schema.js';
 import { controlRequest, DaemonNotRunningError } from '../control/client.js';
-import { TempFailError } from '../errors.js';
+import { DataError, TempFailError } from '../errors.js';
 import { createIdGenerator } from '../queue/queue-id.js';
-import { writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
+import { syncMaildrop, writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
 import { composeLocalSubmission } from '../intake/local-submission.js';
 import { hasRoom, isNoSpace, spoolSpace } from '../intake/disk-policy.js';
 
@@ -33,50 +34,63 @@ export interface Drop {
 }
 
 /**
- * Writes one local submission durably into spool/maildrop/ and returns its ID
- * (sendmail's client queue). A full spool file system is EX_TEMPFAIL
- * (452 4.3.1) and leaves nothing behind.
+ * Writes one local submission into spool/maildrop/ and makes it durable
+ * before returning its name: the running daemon takes it into the queue at
+ * once (its answer comes once the message is fsynced there), or, with no
+ * daemon, the file system is synced and the daemon takes it when it starts.
+ * A full spool file system is EX_TEMPFAIL (452 4.3.1) and leaves nothing.
+ * `pickup` is passed to the daemon with the request (e.g. -odi).
  */
-export async function dropMessage(config: Config, d: Drop): Promise<string> {
+export async function dropMessage(config: Config, d: Drop, opts: { verbose?: boolean; pickup?: Record<string, unknown> } = {}): Promise<string> {
   const user = currentUser();
-  const newId = createIdGenerator();
-  let id = newId();
+  const id = createIdGenerator()();
   const msg = composeLocalSubmission({
     raw: d.raw, ignoreDots: d.ignoreDots, extractRecipients: d.extract, recipients: d.recipients,
     sender: d.sender || `MAILER-DAEMON@${config.hostname}`, fullName: d.fullName, hostname: config.hostname, id, now: Date.now(),
   });
   const submission = {
-    version: MAILDROP_VERSION, sender: d.sender, recipients: msg.recipients, user: user.name, uid: user.uid,
+    version: MAILDROP_VERSION, sender: d.sender, recipients: msg.recipients, user: user.name,
     time: new Date().toISOString(), bodyType: d.bodyType ?? (msg.eightBit ? '8BITMIME' : '7BIT'),
     dsn: d.dsn,
   } as const;
   // sendmail's MinFreeBlocks for the client queue too: exit 75 and keep nothing
   const full = new TempFailError(452, '4.3.1', `Insufficient system storage in ${config.spool}; the message was not taken, try again later`);
-  // no spool yet (writeMaildrop makes it) or no statfs: the write itself will tell
   const sp = spoolSpace(config.spool);
   if (sp && !hasRoom(sp, config.queue.minFreeBlocks, msg.body.length)) throw full;
-  for (let tries = 0; ; tries++) {
-    try {
-      await writeMaildrop(config.spool, id, submission, msg.body);
-      return id;
-    } catch (err) {
-      if (isNoSpace(err)) throw full;
-      // the same ID from another sendmail in the same millisecond: take another
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 5) throw err;
-      id = newId();
+  let name: string;
+  try {
+    name = await writeMaildrop(config.spool, submission, msg.body);
+  } catch (err) {
+    if (isNoSpace(err)) throw full;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EACCES') {
+      throw new TempFailError(451, '4.3.0', `Cannot write to ${config.spool}/maildrop (${code}): is quietlink installed (scripts/install.sh) or its daemon started once?`, { cause: err });
     }
+    throw err;
   }
+  const ids = await handOver(config, name, opts);
+  if (ids) handedOver.add(ids[0]);
+  return ids?.[0] ?? name;
 }
 
-/** Asks a running daemon to take maildrop in now; without one the mail waits there, safe. */
-export async function askPickup(config: Config, ids: string[], verbose: boolean): Promise<void> {
+/** Submissions the daemon took in this process (for askPickup's -v line). */
+const handedOver = new Set<string>();
+
+/** The daemon takes the file now; without one (or if it failed), the file is made durable where it is. */
+async function handOver(config: Config, name: string, opts: { verbose?: boolean; pickup?: Record<string, unknown> }): Promise<string[] | null> {
   try {
-    await controlRequest(config.spool, 'pickup');
-    if (verbose) for (const id of ids) process.stderr.write(`${id}: queued\n`);
+    const r = (await controlRequest(config.spool, 'pickup', { name, ...opts.pickup })) as { queued?: Record<string, string[]>; refused?: string[] };
+    if (r.refused?.includes(name)) throw new DataError(`The quietlink daemon refused the submission ${name} (see its log); nothing was queued`);
+    if (r.queued?.[name]) return r.queued[name];
   } catch (err) {
-    // the message is safe in maildrop either way; the daemon takes it in when it starts
-    if (verbose || !(err instanceof DaemonNotRunningError)) {
-      for (const id of ids) process.stderr.write(`${id}: left in maildrop (${(err as Error).message})\n`);
-    }
+    if (err instanceof DataError) throw err;
+    if (opts.verbose || !(err instanceof DaemonNotRunningError)) process.stderr.write(`${name}: left in maildrop (${(err as Error).message})\n`);
   }
+  await syncMaildrop(config.spool, name);
+  return null;
+}
+
+/** dropMessage() has handed the messages over already; -v says which the daemon queued. */
+export async function askPickup(_config: Config, ids: string[], verbose: boolean): Promise<void> {
+  if (verbose) for (const id of ids) if (handedOver.has(id)) process.stderr.write(`${id}: queued\n`);
 }

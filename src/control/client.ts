@@ -5,14 +5,35 @@
  */
 import net from 'node:net';
 import { QuietlinkError, UnavailableError, type ExitCode } from '../errors.js';
-import { LineDecoder, socketPath, type ControlReply } from './protocol.js';
+import { LineDecoder, needsAdmin, socketPath, type ControlReply } from './protocol.js';
+import { makeCredential } from './credentials.js';
 
 export class DaemonNotRunningError extends UnavailableError {}
 
-export function controlRequest(
+/**
+ * One request to the daemon. A command that needs an administrator carries
+ * proof of the caller's uid (control/credentials.ts); the daemon decides.
+ */
+export async function controlRequest(
   spool: string,
   cmd: string,
   args: Record<string, unknown> = {},
+  onEvent?: (event: unknown) => void,
+): Promise<unknown> {
+  if (!needsAdmin(cmd, args)) return request(spool, cmd, args, onEvent);
+  // no maildrop to write to: ask without proof, and let the daemon say no
+  const cred = await makeCredential(spool).catch(() => null);
+  try {
+    return await request(spool, cmd, { ...args, cred: cred?.nonce }, onEvent);
+  } finally {
+    await cred?.cleanup().catch(() => undefined);
+  }
+}
+
+function request(
+  spool: string,
+  cmd: string,
+  args: Record<string, unknown>,
   onEvent?: (event: unknown) => void,
 ): Promise<unknown> {
   const path = socketPath(spool);

@@ -1,6 +1,7 @@
 /**
  * control/server.ts — the daemon side of the CLI: a unix socket in the spool
- * (mode 0660: the owner and its group only). Each connection carries one
+ * (mode 0666: every local user may ask; commands that change the queue or
+ * the link check who asks, control/credentials.ts). Each connection carries one
  * request, dispatched to a handler the daemon registered; a handler may emit
  * events before its result. Errors become `{ok:false}` with the exit code
  * the CLI should use.
@@ -30,7 +31,7 @@ export class ControlServer {
     await fs.rm(this.path, { force: true });
     const server = net.createServer((sock) => this.serve(sock));
     // created with the right mode: no moment in which others could connect
-    const umask = process.umask(0o117);
+    const umask = process.umask(0o111);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -42,7 +43,7 @@ export class ControlServer {
     } finally {
       process.umask(umask);
     }
-    await fs.chmod(this.path, 0o660);
+    await fs.chmod(this.path, 0o666);
     this.server = server;
   }
 

@@ -40,7 +40,8 @@ export interface Envelope {
   bodyType: '7BIT' | '8BITMIME';
   smtputf8: boolean;
   dsn: { ret?: 'FULL' | 'HDRS'; envid?: string };
-  client: { via: 'smtp' | 'sendmail' | 'dsn'; ip?: string; helo?: string; user?: string };
+  /** Where it came from; for local submissions `user`/`uid` are the file owner's, as the kernel says. */
+  client: { via: 'smtp' | 'sendmail' | 'dsn'; ip?: string; helo?: string; user?: string; uid?: number };
   /** A delay warning (queueWarn) has been sent. */
   warned?: boolean;
   /**

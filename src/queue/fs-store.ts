@@ -48,13 +48,13 @@ export class FsStore implements QueueStore {
   async init(groups: readonly string[]): Promise<void> {
     const dirs = ['tmp', 'data', 'hold', 'quarantine', 'corrupt', 'maildrop', 'queue', ...groups.map((g) => path.join('queue', g))];
     for (const d of dirs) {
-      // members of group quietlink (who may submit) must not read queued mail: only maildrop is theirs
+      // no one but the daemon reads queued mail; every local user may drop into maildrop (queue/maildrop.ts)
       await fs.mkdir(path.join(this.spool, d), { recursive: true, mode: 0o700 });
       if (d !== 'maildrop') await fs.chmod(path.join(this.spool, d), 0o700).catch(() => undefined);
     }
-    // maildrop is written by the sendmail command, also when the daemon is down
-    // (under the systemd unit's RestrictSUIDSGID the set-group-ID bit can't be set here: install.sh sets it)
-    await fs.chmod(path.join(this.spool, 'maildrop'), 0o3730).catch(() => fs.chmod(path.join(this.spool, 'maildrop'), 0o1730).catch(() => undefined));
+    // the spool: others may pass through it (to maildrop and the control socket), not list it
+    await fs.chmod(this.spool, 0o711).catch(() => undefined);
+    await fs.chmod(path.join(this.spool, 'maildrop'), 0o1733).catch(() => undefined);
   }
 
   async create(id: QueueId): Promise<BodyWriter> {

@@ -76,8 +76,8 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
   assert.match(first.stdout, /configuration OK/);
 
   // spool, unit, hooks
-  assert.equal(await mode(spool), 0o750);
-  assert.equal(await mode(path.join(spool, 'maildrop')), 0o3730);
+  assert.equal(await mode(spool), 0o711);
+  assert.equal(await mode(path.join(spool, 'maildrop')), 0o1733);
   const unit = await fs.readFile(path.join(dir, 'lib/systemd/system/quietlink.service'), 'utf8');
   assert.match(unit, /^Type=exec$/m);
   assert.match(unit, /^ExecStart=\/usr\/lib\/quietlink\/bin\/quietlink start -c \/etc\/quietlink\/quietlink\.yaml$/m);
@@ -130,14 +130,16 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
   assert.match(clientQueue.stdout, /Total requests: 1\n$/);
 
   // the installed daemon takes it from the maildrop into the queue
+  let qid = '';
   const daemon = await startDaemon(null, { command: path.join(lib, 'bin/quietlink'), env: { ...ENV, ...env } });
   try {
     const ready = await daemon.waitLog((l) => l.msg === 'ready', 'daemon ready');
     assert.equal(ready.spool, spool);
-    await daemon.waitLog((l) => l.msg === 'queued' && l.qid === id, `${id} picked up`);
+    const queued = await daemon.waitLog((l) => l.msg === 'queued' && (l.to as string[])[0] === 'customer@far.example', `${id} picked up`);
+    qid = String(queued.qid);
     const q = await run(path.join(dir, 'usr/bin/mailq'), [], { env });
     assert.equal(q.code, 0, q.stderr);
-    assert.match(q.stdout, new RegExp(`^${id} `, 'm'));
+    assert.match(q.stdout, new RegExp(`^${queued.qid} `, 'm'), 'queued under an ID of the daemon');
     assert.match(q.stdout, /<customer@far\.example>/);
     assert.match(q.stdout, /Total requests: 1\n$/);
     assert.equal(await daemon.stop(), 0);
@@ -156,15 +158,15 @@ test('install.sh --root: layout, links, config; the installed sendmail, mailq an
     assert.equal(await exists(path.join(dir, gone)), false, `${gone} removed`);
   }
   assert.ok(await exists(conf));
-  assert.ok(await exists(path.join(spool, 'queue', 'mqueue', `${id}.json`)));
-  assert.ok(await exists(path.join(spool, 'data', id)));
+  assert.ok(await exists(path.join(spool, 'queue', 'mqueue', `${qid}.json`)));
+  assert.ok(await exists(path.join(spool, 'data', qid)));
 
   // --purge removes the configuration but still not a spool with mail in it
   const purge = await run('/bin/sh', [UNINSTALL, '--root', dir, '--purge']);
   assert.equal(purge.code, 0, purge.stderr);
   assert.match(purge.stdout, /kept the spool \/var\/spool\/quietlink: 1 message remains/);
   assert.equal(await exists(conf), false);
-  assert.ok(await exists(path.join(spool, 'queue', 'mqueue', `${id}.json`)));
+  assert.ok(await exists(path.join(spool, 'queue', 'mqueue', `${qid}.json`)));
 });
 
 test('install.sh leaves another MTA\'s sendmail and mailq alone; creates the user when DIR has etc/passwd; uninstall --purge', async () => {
