@@ -7,6 +7,14 @@
  *
  * Results are per recipient (reply code and text); nothing here decides
  * what a reply means for the queue (delivery/classify.ts does).
+ *
+ * Outbound encoding: the stored message goes out line by line with CRLF
+ * and dot-stuffing (nodemailer's DataStream: a line "." leaves as "..", a
+ * bare CR or LF would leave as CRLF), so nothing inside a message can end
+ * the next hop's DATA. An 8BITMIME message goes with BODY=8BITMIME where
+ * the next hop offers it and as is where it does not (sendmail's
+ * EightBitMode=pass8, Exim's default; no quoted-printable conversion): a
+ * note in the dialogue says so.
  */
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Readable } from 'node:stream';
@@ -76,12 +84,20 @@ export class SmtpSession {
   /** The connection cannot carry another message (closed, or a failed RSET). */
   broken = false;
 
+  /** The server offers 8BITMIME (RFC 6152): 8-bit mail goes with BODY=8BITMIME. */
+  get supports8BitMime(): boolean {
+    return (this.conn._supportedExtensions ?? []).includes('8BITMIME');
+  }
+
   /** The server offers DSN (RFC 3461): NOTIFY and ORCPT go on with the message. */
   get supportsDsn(): boolean {
     return (this.conn._supportedExtensions ?? []).includes('DSN');
   }
 
-  private constructor(private readonly conn: Conn, readonly target: Target, readonly secure: boolean, readonly authenticated: boolean) {}
+  private constructor(
+    private readonly conn: Conn, readonly target: Target, readonly secure: boolean, readonly authenticated: boolean,
+    private readonly onEvent?: (e: SessionEvent) => void,
+  ) {}
 
   /** What the connection waited for when it timed out (MAIL, RCPT, DATA, the data, the end of data). */
   get phase(): string {
@@ -188,13 +204,13 @@ export class SmtpSession {
         const offersAuth = (conn._supportedAuth ?? []).length > 0;
         if (!a || !offersAuth) {
           done = true;
-          return resolve(new SmtpSession(conn, target, conn.secure, false));
+          return resolve(new SmtpSession(conn, target, conn.secure, false, opts.onEvent));
         }
         const method = a.mechanisms.find((m) => (conn._supportedAuth ?? []).includes(m));
         conn.login({ user: a.user ?? a.authzid ?? '', pass: a.password ?? '', method } as Parameters<Conn['login']>[0], (err) => {
           if (err) return fail(err, 'auth');
           done = true;
-          resolve(new SmtpSession(conn, target, conn.secure, true));
+          resolve(new SmtpSession(conn, target, conn.secure, true, opts.onEvent));
         });
       });
     });
@@ -205,6 +221,8 @@ export class SmtpSession {
    * (SessionError) only when the connection itself failed.
    */
   send(envelope: { from: string; to: string[]; dsn?: { ret?: string; envid?: string; notify?: string[]; orcpt?: string }; size: number; use8BitMime: boolean }, body: Buffer | Readable): Promise<RcptResult[]> {
+    // nodemailer adds BODY=8BITMIME only where it is offered and otherwise sends the bytes unchanged
+    if (envelope.use8BitMime && !this.supports8BitMime) this.onEvent?.({ dir: 'note', line: '8-bit message sent as is: the server does not offer 8BITMIME' });
     return new Promise((resolve, reject) => {
       this.conn.send(
         { from: envelope.from, to: envelope.to, dsn: envelope.dsn, size: envelope.size, use8BitMime: envelope.use8BitMime } as Parameters<Conn['send']>[0],

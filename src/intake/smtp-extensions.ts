@@ -22,6 +22,11 @@
  *   to catch early talkers, which caps a client that opens a connection per
  *   message at 10 messages a second per session. The pause is ours to set
  *   (smtp.greetPause, default 0 as in Postfix).
+ * - `MAIL FROM:addr` / `RCPT TO:addr` without angle brackets (old printers,
+ *   scripts): accepted as `<addr>` when the server option
+ *   `mayOmitAngleBrackets(remoteAddress)` says so (LAN clients), otherwise
+ *   `501 5.5.4` naming the syntax; smtp-server alone refuses them with a
+ *   guessed "Bad sender address syntax".
  *
  * Known limit: a bare newline check sees one socket chunk at a time and
  * carries the trailing CR across chunks; it runs only in command mode.
@@ -34,6 +39,15 @@ let installed = false;
 
 /** The server side of ETRN: answers with a reply code and text (with its enhanced code where one applies). */
 export type EtrnHandler = (argument: string, session: unknown, reply: (code: number, text: string) => void) => void;
+
+/** The server options these extensions read, besides smtp-server's own. */
+export interface ExtensionOptions {
+  maxClients?: number;
+  allowInsecureAuth?: boolean;
+  onEtrn?: EtrnHandler;
+  /** May this client leave out the angle brackets around a MAIL/RCPT address? */
+  mayOmitAngleBrackets?: (remoteAddress: string) => boolean;
+}
 
 interface StreamInternals {
   _dataMode: boolean;
@@ -49,7 +63,7 @@ interface ConnectionInternals {
   send(code: number, data?: string | string[], context?: string | false): void;
   close(): void;
   name: string;
-  _server: { options: { maxClients?: number; allowInsecureAuth?: boolean; onEtrn?: EtrnHandler }; connections: Set<unknown> };
+  _server: { options: ExtensionOptions; connections: Set<unknown> };
   _setListeners(callback: () => void): void;
   connectionReady(next?: () => void): void;
   init(): void;
@@ -59,6 +73,9 @@ interface ConnectionInternals {
   session: unknown;
   handler_EHLO(command: Buffer, callback: () => void): void;
   handler_ETRN?(command: Buffer, callback: () => void): void;
+  handler_MAIL(command: Buffer, callback: () => void): void;
+  handler_RCPT(command: Buffer, callback: () => void): void;
+  remoteAddress: string;
   _qlEhlo?: boolean;
   _onCommand(command: Buffer, callback?: () => void): void;
 }
@@ -73,6 +90,15 @@ export function hasBareNewline(chunk: Buffer, pendingCR: boolean): { bare: boole
     prevCR = b === 0x0d;
   }
   return { bare: false, pendingCR: prevCR };
+}
+
+/**
+ * `MAIL FROM:a@b SIZE=1` → `MAIL FROM:<a@b> SIZE=1` (pure); null when the
+ * address has its brackets, or is missing, or is not one token.
+ */
+export function bracketAddress(command: string): string | null {
+  const m = /^((?:MAIL|RCPT)[ \t]+(?:FROM|TO)[ \t]*:)[ \t]*([^\s<>]+)((?:[ \t].*)?)$/is.exec(command);
+  return m ? `${m[1]}<${m[2]}>${m[3]}` : null;
 }
 
 export function installSmtpExtensions(): void {
@@ -136,6 +162,19 @@ export function installSmtpExtensions(): void {
       callback();
     });
   };
+
+  const withBrackets = (verb: 'MAIL FROM' | 'RCPT TO', orig: (command: Buffer, callback: () => void) => void) =>
+    function (this: ConnectionInternals, command: Buffer, callback: () => void) {
+      const fixed = bracketAddress(command.toString('binary'));
+      if (fixed === null) return orig.call(this, command, callback);
+      if (!this._server.options.mayOmitAngleBrackets?.(this.remoteAddress)) {
+        this.send(501, `5.5.4 Syntax: ${verb}:<address> (angle brackets are required)`);
+        return callback();
+      }
+      return orig.call(this, Buffer.from(fixed, 'binary'), callback);
+    };
+  conn.handler_MAIL = withBrackets('MAIL FROM', conn.handler_MAIL);
+  conn.handler_RCPT = withBrackets('RCPT TO', conn.handler_RCPT);
 
   const origIsSupported = conn._isSupported;
   conn._isSupported = function (this: ConnectionInternals, command) {

@@ -6,6 +6,15 @@
  * Queue.commit() resolves, and only then is 250 sent. Never resolves a name
  * or opens a connection (reverse lookups are off; the log shows the IP).
  * Refusals carry their own reply code and enhanced code (errors.ts).
+ *
+ * Liberal where Postfix is (SPEC §9): 8-bit data without BODY=8BITMIME is
+ * kept (the envelope says 8BITMIME) and sent on as is; a bare LF in data is
+ * a line end, stored as CRLF (`smtp.bareNewline: reject` refuses it from
+ * clients outside smtp.mynetworks); a bare CR is always refused. LAN clients
+ * may leave out the angle brackets in MAIL/RCPT (smtp-extensions.ts), and
+ * their mail gets a missing Date: / Message-ID: as it is stored
+ * (missing-headers.ts). IntakeDeps.expandRecipient (aliases) rewrites a
+ * recipient after the relay and limit checks have seen it as given.
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
@@ -17,11 +26,13 @@ import { MailError, smtpReply } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueId } from '../queue/queue-id.js';
-import { BodyScanner } from './body-scanner.js';
+import { BodyScanner, bareNewlineAction } from './body-scanner.js';
+import { envelopeRecipients, type Rcpt } from './recipient-expansion.js';
+import { addMissingHeaders, headerSection, type MessageFacts } from './missing-headers.js';
 import { domainOf, isValidMailbox } from './address.js';
 import { mayRelay, type RelayPolicy } from './relay-policy.js';
 import { receivedHeader } from './received.js';
-import { installSmtpExtensions, type EtrnHandler } from './smtp-extensions.js';
+import { installSmtpExtensions, type EtrnHandler, type ExtensionOptions } from './smtp-extensions.js';
 import { precedenceClass } from '../queue/priority.js';
 import { insufficientStorage, isNoSpace } from './disk-policy.js';
 
@@ -43,6 +54,30 @@ export interface IntakeDeps {
   admitMessage?: (size: number) => MailError | null;
   /** An accepted session opened or closed (the link's linger watches sessions from outside). */
   onSession?: (event: 'open' | 'close', ip: string) => void;
+  /**
+   * Called at RCPT for every accepted recipient, after the relay and limit
+   * checks (which see the address as given): null keeps it; a list is
+   * recorded in its place (aliases). An empty list counts as null.
+   */
+  expandRecipient?: (address: string) => string[] | null;
+}
+
+/** The first block of a message as stored, and what was learnt from its header section. */
+interface FirstBlock {
+  block: Buffer;
+  precedence?: string;
+  /** The fields added (LAN clients only). */
+  added: string[];
+}
+
+/** Reads Precedence from the first block and, for a LAN client (`facts`), adds a missing Date / Message-ID. */
+function firstBlock(block: Buffer, facts: MessageFacts | null, isWhole: boolean): FirstBlock {
+  const text = block.toString('latin1');
+  const section = headerSection(text, isWhole);
+  const head = section ? text.slice(0, section.end) : text;
+  const precedence = /(?:^|\r\n)Precedence:[ \t]*([^\r\n]*)/i.exec(head)?.[1];
+  if (!facts || !section) return { block, precedence, added: [] };
+  return { ...addMissingHeaders(block, section, facts), precedence };
 }
 
 /** An SMTP error as smtp-server's callbacks take it. */
@@ -69,6 +104,10 @@ export class SmtpIntake {
     const disabled: string[] = [];
     if (!s.tls) disabled.push('STARTTLS');
     if (!s.auth) disabled.push('AUTH');
+    const extensions: ExtensionOptions = {
+      ...(this.deps.onEtrn ? { onEtrn: this.deps.onEtrn } : {}),
+      mayOmitAngleBrackets: (ip) => this.policy.mynetworks.has(ip),
+    };
     const tls = s.tls ? { key: fs.readFileSync(s.tls.key), cert: fs.readFileSync(s.tls.cert), minVersion: 'TLSv1.2' as const } : {};
     return {
       ...tls,
@@ -89,7 +128,7 @@ export class SmtpIntake {
       closeTimeout: 10_000,
       logger: false,
       onConnect: (session, cb) => this.onConnect(session, cb),
-      ...(this.deps.onEtrn ? { onEtrn: this.deps.onEtrn } : {}),
+      ...extensions,
       onClose: (session) => this.onClose(session),
       onAuth: s.auth ? (auth, session, cb) => this.onAuth(auth.username ?? '', auth.password ?? '', cb) : undefined,
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
@@ -155,11 +194,11 @@ export class SmtpIntake {
     cb();
   }
 
-  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error) => void): void {
+  private onRcptTo(address: Rcpt, session: SMTPServerSession, cb: (err?: Error) => void): void {
     // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted; it means ours
     if (/^postmaster$/i.test(address.address)) {
       address.address = `postmaster@${this.deps.config.hostname}`;
-      return cb();
+      return this.expand(address, session, cb);
     }
     const a = address.address;
     if (!isValidMailbox(a, Boolean(session.envelope.smtpUtf8))) {
@@ -173,6 +212,26 @@ export class SmtpIntake {
       this.deps.log.info({ sid: session.id, client: session.remoteAddress, to: a }, 'relaying denied');
       return cb(replyError(new MailError(550, '5.7.1', 'Relaying denied')));
     }
+    this.expand(address, session, cb);
+  }
+
+  /** expandRecipient() on an accepted recipient: what it returns is recorded at DATA in its place. */
+  private expand(address: Rcpt, session: SMTPServerSession, cb: (err?: Error) => void): void {
+    if (!this.deps.expandRecipient) return cb();
+    let list: string[] | null;
+    try {
+      list = this.deps.expandRecipient(address.address);
+      // the hook's addresses go into RCPT TO on the way out: never a line break or a malformed one
+      const bad = list?.find((x) => !isValidMailbox(x, true));
+      if (bad !== undefined) throw new Error(`expansion of ${address.address} gave a bad address: ${JSON.stringify(bad)}`);
+    } catch (err) {
+      this.deps.log.error({ sid: session.id, to: address.address, err: (err as Error).message }, 'cannot expand recipient');
+      return cb(replyError(new MailError(451, '4.3.0', 'Local error in processing the recipient, try again later', { cause: err })));
+    }
+    if (list && list.length > 0) {
+      address.qlExpandedTo = list;
+      this.deps.log.info({ sid: session.id, to: address.address, expanded: list }, 'recipient expanded');
+    }
     cb();
   }
 
@@ -181,6 +240,8 @@ export class SmtpIntake {
     const id = this.deps.newId();
     const env = session.envelope;
     const rcpts = env.rcptTo;
+    const isLan = this.policy.mynetworks.has(session.remoteAddress);
+    const bareLf = bareNewlineAction(config.smtp.bareNewline, isLan);
     const scanner = new BodyScanner();
     const protocol = `ESMTP${session.secure ? 'S' : ''}${session.user ? 'A' : ''}` as const;
     const trace = Buffer.from(receivedHeader({
@@ -191,29 +252,39 @@ export class SmtpIntake {
     const admission = this.deps.admitMessage?.(0);
     let writer: Awaited<ReturnType<Queue['begin']>> | null = null;
     let failure: unknown = admission ?? null;
-    let pending: Buffer[] = [trace];
-    let pendingBytes = trace.length;
-    let precedence: string | undefined;
-    let headerText = '';
+    // the first block is held until it holds the header section (or is BUFFER_LIMIT long):
+    // Precedence is read from it and missing Date / Message-ID are added to it
+    let first: FirstBlock | null = null;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let written = 0;
+    const flush = async (isWhole: boolean) => {
+      let block = Buffer.concat(pending);
+      pending = [];
+      pendingBytes = 0;
+      if (!first) {
+        first = firstBlock(block, isLan ? { id, hostname: config.hostname, now: now() } : null, isWhole);
+        block = Buffer.concat([trace, first.block]);
+      }
+      await writer!.write(block);
+      written += block.length;
+    };
     try {
       if (!failure) writer = await queue.begin(id);
     } catch (err) {
       failure = err;
     }
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      scanner.push(chunk);
-      if (headerText.length < 16_384 && !headerText.includes('\r\n\r\n')) headerText += chunk.toString('latin1', 0, 16_384);
-      if (failure || scanner.hasBareNewline || stream.sizeExceeded) continue;
-      pending.push(chunk);
-      pendingBytes += chunk.length;
+      const stored = scanner.push(chunk);
+      if (failure || scanner.hasBareCr || (scanner.hasBareLf && bareLf === 'reject') || stream.sizeExceeded) continue;
+      pending.push(stored);
+      pendingBytes += stored.length;
       if (pendingBytes >= BUFFER_LIMIT && writer) {
         try {
-          await writer.write(Buffer.concat(pending));
+          await flush(false);
         } catch (err) {
           failure = err;
         }
-        pending = [];
-        pendingBytes = 0;
       }
     }
     scanner.end();
@@ -224,12 +295,13 @@ export class SmtpIntake {
     if (stream.sizeExceeded) {
       await refuse(new MailError(552, '5.3.4', `Message size exceeds fixed limit of ${config.smtp.maxMessageSize} bytes`));
     }
-    if (scanner.hasBareNewline) {
-      log.warn({ sid: session.id, client: session.remoteAddress }, 'refused message with bare LF or CR (SMTP smuggling)');
-      await refuse(new MailError(554, '5.6.0', 'Message contains bare <LF> or <CR>; line endings must be <CRLF>'));
+    if (scanner.hasBareCr) {
+      log.warn({ sid: session.id, client: session.remoteAddress }, 'refused message with bare CR (SMTP smuggling)');
+      await refuse(new MailError(554, '5.6.0', 'Message contains bare <CR>; line endings must be <CRLF>'));
     }
-    if (scanner.hasEightBit && env.bodyType !== '8bitmime' && !env.smtpUtf8) {
-      await refuse(new MailError(554, '5.6.1', 'Message contains 8-bit data but BODY=8BITMIME was not given'));
+    if (scanner.hasBareLf && bareLf === 'reject') {
+      log.warn({ sid: session.id, client: session.remoteAddress }, 'refused message with bare LF (smtp.bareNewline: reject)');
+      await refuse(new MailError(554, '5.6.0', 'Message contains bare <LF>; line endings must be <CRLF>'));
     }
     if (isNoSpace(failure)) {
       log.warn({ sid: session.id, err: (failure as Error).message }, 'spool file system full: message refused');
@@ -239,24 +311,29 @@ export class SmtpIntake {
       if (!(failure instanceof MailError)) log.error({ sid: session.id, err: (failure as Error).message }, 'cannot write message to the queue');
       await refuse(failure);
     }
-    const header = /(?:^|\r\n)Precedence:[ \t]*([^\r\n]*)/i.exec(headerText.split('\r\n\r\n')[0]);
-    precedence = header?.[1];
     try {
-      await writer!.write(Buffer.concat(pending));
+      await flush(!first);
+      const done = first as FirstBlock | null;
       const mailFrom = env.mailFrom || { address: '' };
-      const envelopes = await queue.commit(writer!, scanner.size + trace.length, {
+      const recipients = envelopeRecipients(rcpts);
+      // 8-bit data without BODY=8BITMIME is kept and sent on as is (sendmail's EightBitMode=pass8)
+      const eightBit = env.bodyType === '8bitmime' || scanner.hasEightBit;
+      const envelopes = await queue.commit(writer!, written, {
         sender: mailFrom.address,
-        recipients: rcpts.map((r) => ({ address: r.address, orcpt: r.dsn?.orcpt, notify: r.dsn?.notify })),
-        bodyType: env.bodyType === '8bitmime' ? '8BITMIME' : '7BIT',
+        recipients,
+        bodyType: eightBit ? '8BITMIME' : '7BIT',
         smtputf8: Boolean(env.smtpUtf8),
         dsn: { ret: (env.dsn?.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: env.dsn?.envid ?? undefined },
         client: { via: 'smtp', ip: session.remoteAddress, helo: session.hostNameAppearsAs, user: session.user as string | undefined },
-        class: precedenceClass(precedence),
+        class: precedenceClass(done?.precedence),
       });
       log.info({
-        qid: id, from: mailFrom.address, size: scanner.size + trace.length, nrcpts: rcpts.length,
-        to: rcpts.map((r) => r.address), relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`,
+        qid: id, from: mailFrom.address, size: written, nrcpts: recipients.length,
+        to: recipients.map((r) => r.address), relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`,
         proto: protocol, parts: envelopes.length,
+        ...(scanner.hasBareLf ? { bareLf: 'normalized' } : {}),
+        ...(eightBit && env.bodyType !== '8bitmime' ? { body: '8-bit, undeclared' } : {}),
+        ...(done?.added.length ? { added: done.added.map((l) => l.slice(0, l.indexOf(':'))) } : {}),
       }, 'queued');
       const delivering = this.deps.onQueued?.(envelopes);
       if (delivering) await delivering;

@@ -1,7 +1,9 @@
 /**
  * SMTP intake against a real daemon process on 127.0.0.1: every reply code
  * of SPEC §9 that intake gives, smuggling variants, 8-bit data, DSN
- * parameters kept in the envelope.
+ * parameters kept in the envelope. The liberal side of §9 (bare LF, 8-bit
+ * sent on, unbracketed addresses, added headers) with a next hop:
+ * liberal-intake.test.ts.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +30,9 @@ after(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-const MSG = 'Subject: test\r\n\r\nhello\r\n';
+/** Date and Message-ID: mail from the LAN without them gets them (liberal-intake.test.ts), these tests compare bytes. */
+const HDRS = 'Date: Mon, 23 Nov 2026 08:00:00 +0000\r\nMessage-ID: <t1@client.test>\r\n';
+const MSG = `Subject: test\r\n${HDRS}\r\nhello\r\n`;
 
 /** The envelope as the admin sees it (mailq --json), and the body once the daemon wrote it to its file. */
 async function envelopeOf(id: string) {
@@ -124,21 +128,29 @@ test('malformed addresses get 501 with the right enhanced code', async () => {
   }
 });
 
-test('SMTP smuggling variants are refused with 554 and nothing is queued', async () => {
+test('a bare CR anywhere in data gets 554 5.6.0 and nothing is queued (SMTP smuggling)', async () => {
   const before = (await runCli(['mailq', '-c', config, '--json'])).stdout;
   const variants = [
-    'Subject: a\r\n\r\nfirst\r\n\n.\r\nMAIL FROM:<evil@x>\r\n',
     'Subject: a\r\n\r\nfirst\r\n.\r\r\nMAIL FROM:<evil@x>\r\n',
     'Subject: a\r\n\r\nfirst\r.\rMAIL FROM:<evil@x>\r\n',
     'Subject: a\r\n\r\nfirst\r\n.\rRCPT TO:<evil@x>\r\n',
-    'Subject: a\nbare: lf\r\n\r\nbody\r\n',
+    'Subject: a\rbare: cr\r\n\r\nbody\r\n',
+    'Subject: a\r\n\r\nbare lf\nand bare cr\r.\r\n',
   ];
   for (const data of variants) {
     const r = await sendMail(daemon.port, 'a@office.example', ['b@far.example'], data);
     assert.equal(r.code, 554, JSON.stringify(data));
-    assert.match(r.text, /5\.6\.0/);
+    assert.match(r.text, /^554 5\.6\.0 .*bare <CR>/);
   }
   assert.equal((await runCli(['mailq', '-c', config, '--json'])).stdout, before);
+});
+
+test('a bare LF in data is a line end: a LAN client\'s message is stored with CRLF only', async () => {
+  const r = await sendMail(daemon.port, 'a@office.example', ['b@far.example'], `${HDRS}Subject: a\nbare: lf\r\n\nfirst\r\n\n.\r\nMAIL FROM:<evil@x>\r\n`);
+  assert.equal(r.code, 250, r.text);
+  const body = (await bodyOf(/queued as (\S+)/.exec(r.text)![1])).toString('latin1');
+  assert.ok(body.endsWith(`${HDRS}Subject: a\r\nbare: lf\r\n\r\nfirst\r\n\r\n.\r\nMAIL FROM:<evil@x>\r\n`), JSON.stringify(body));
+  assert.doesNotMatch(body, /[^\r]\n/);
 });
 
 test('a bare LF in a command line gets 500 5.5.2 and the connection is closed', async () => {
@@ -156,17 +168,18 @@ test('a bare LF in a command line gets 500 5.5.2 and the connection is closed', 
   }
 });
 
-test('8-bit data without BODY=8BITMIME gets 554 5.6.1; with it, 250', async () => {
-  const data = 'Subject: caf\xe9\r\n\r\ncaf\xe9\r\n';
-  const refused = await sendMail(daemon.port, 'a@office.example', ['b@far.example'], data);
-  assert.equal(refused.code, 554);
-  assert.match(refused.text, /5\.6\.1/);
-  const ok = await sendMail(daemon.port, 'a@office.example', ['b@far.example'], data, 'BODY=8BITMIME');
-  assert.equal(ok.code, 250);
-  const id = /queued as (\S+)/.exec(ok.text)![1];
-  assert.equal((await envelopeOf(id)).bodyType, '8BITMIME');
-  const body = await bodyOf(id);
-  assert.ok(body.includes(Buffer.from('caf\xe9', 'latin1')));
+test('8-bit data without BODY=8BITMIME is accepted and recorded as 8BITMIME; with it too', async () => {
+  const data = `Subject: caf\xe9\r\n${HDRS}\r\ncaf\xe9\r\n`;
+  for (const params of ['', 'BODY=8BITMIME']) {
+    const r = await sendMail(daemon.port, 'a@office.example', ['b@far.example'], data, params);
+    assert.equal(r.code, 250, `${params}: ${r.text}`);
+    const id = /queued as (\S+)/.exec(r.text)![1];
+    assert.equal((await envelopeOf(id)).bodyType, '8BITMIME');
+    const body = await bodyOf(id);
+    assert.ok(body.subarray(body.length - data.length).equals(Buffer.from(data, 'latin1')), 'stored byte for byte');
+  }
+  const plain = await sendMail(daemon.port, 'a@office.example', ['b@far.example'], MSG);
+  assert.equal((await envelopeOf(/queued as (\S+)/.exec(plain.text)![1])).bodyType, '7BIT');
 });
 
 test('DSN parameters RET, ENVID, NOTIFY and ORCPT are kept in the envelope', async () => {
