@@ -79,8 +79,12 @@ export class CachingResolver implements Resolver {
     return { rcode: RCODE.NOERROR, answers, local: true, stale: false };
   }
 
-  /** One question, answered as SPEC §6 says. */
-  async lookup(name: string, type: number): Promise<Answer> {
+  /**
+   * One question, answered as SPEC §6 says. `own`: the gateway's own lookup
+   * (delivery, ETRN), which may wait out a window's DialDelay; a LAN
+   * client's query never does (it has its own timeout).
+   */
+  async lookup(name: string, type: number, own = false): Promise<Answer> {
     const local = this.localAnswer(name, type);
     if (local) return local;
     const key = DnsCache.key(name, type);
@@ -106,7 +110,7 @@ export class CachingResolver implements Resolver {
       try {
         const ask = () => this.deps.upstream.query(name, typeName(type));
         const r = await ask().catch(async (err) => {
-          if (!(await this.deps.dialRetry?.(`DNS ${typeName(type)} ${name}`))) throw err;
+          if (!own || !(await this.deps.dialRetry?.(`DNS ${typeName(type)} ${name}`))) throw err;
           return ask();
         });
         const relevant = r.answers.filter((a) => a.type === type || a.type === TYPE.CNAME);
@@ -133,13 +137,13 @@ export class CachingResolver implements Resolver {
   }
 
   async resolveMx(domain: string): Promise<Array<{ exchange: string; priority: number }>> {
-    const a = await this.lookup(domain, TYPE.MX);
+    const a = await this.lookup(domain, TYPE.MX, true);
     if (a.rcode !== RCODE.NOERROR) CachingResolver.fail(domain, a, 'MX');
     return a.answers.filter((r) => r.type === TYPE.MX).map((r) => ({ exchange: String(r.exchange ?? '').replace(/\.$/, '') || '.', priority: Number(r.priority) }));
   }
 
   async resolveAddresses(host: string): Promise<string[]> {
-    const [a4, a6] = await Promise.all([this.lookup(host, TYPE.A), this.lookup(host, TYPE.AAAA)]);
+    const [a4, a6] = await Promise.all([this.lookup(host, TYPE.A, true), this.lookup(host, TYPE.AAAA, true)]);
     const out = [...a4.answers, ...a6.answers].filter((r) => r.type === TYPE.A || r.type === TYPE.AAAA).map((r) => String(r.address));
     if (out.length) return out;
     if (a4.rcode === RCODE.NXDOMAIN || a6.rcode === RCODE.NXDOMAIN) CachingResolver.fail(host, { ...a4, rcode: RCODE.NXDOMAIN }, 'addresses');
@@ -147,11 +151,11 @@ export class CachingResolver implements Resolver {
     throw new MailError(550, '5.1.2', `Host ${host} has no address`);
   }
 
-  /** At the start of a window: MX and addresses of every domain with due mail, in one burst. */
-  async prefetch(domains: readonly string[]): Promise<void> {
-    await Promise.all(domains.map(async (d) => {
-      const mx = await this.resolveMx(d).catch(() => []);
-      const names = mx.length ? mx.map((m) => m.exchange).filter((n) => n !== '.') : [d];
+  /** At the start of a window: MX (for bare names) and addresses of every next hop with due mail, in one burst. */
+  async prefetch(hosts: ReadonlyArray<{ name: string; mx: boolean }>): Promise<void> {
+    await Promise.all(hosts.map(async ({ name, mx: withMx }) => {
+      const mx = withMx ? await this.resolveMx(name).catch(() => []) : [];
+      const names = mx.length ? mx.map((m) => m.exchange).filter((n) => n !== '.') : [name];
       await Promise.all(names.map((n) => this.resolveAddresses(n).catch(() => [])));
     }));
   }

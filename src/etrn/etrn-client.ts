@@ -6,11 +6,12 @@
  * retried in a loop. A short plain-socket dialogue: nodemailer has no
  * public raw-command API.
  *
- * `timeout.etrn` bounds one relay's whole exchange (connect to QUIT), not
- * each reply: a relay that accepts and then says nothing cannot hold a
- * window, and its line, open. `etrn.relay` is a list tried in order; the
- * next relay is asked only when one gave no ETRN reply at all (refused,
- * silent, closed), so the worst case is relays × timeout.etrn.
+ * `timeout.etrn` bounds one relay's whole exchange (its lookups and every
+ * address, connect to QUIT), not each reply: a relay that accepts and then
+ * says nothing cannot hold a window, and its line, open. `etrn.relay` is a
+ * list tried in order; the next relay is asked only when one gave no ETRN
+ * reply at all (refused, silent, closed), so the worst case is
+ * relays × timeout.etrn.
  */
 import net from 'node:net';
 import { parseHosts } from '../routing/route.js';
@@ -29,12 +30,12 @@ export interface EtrnResult {
   error?: string;
 }
 
-export async function sendEtrn(target: { ip: string; port: number; name: string }, domains: readonly string[], hostname: string, timeoutMs = 120_000): Promise<EtrnResult> {
+export async function sendEtrn(target: { ip: string; port: number; name: string }, domains: readonly string[], hostname: string, timeoutMs = 120_000, configured = timeoutMs): Promise<EtrnResult> {
   const relay = `${target.name} [${target.ip}]:${target.port}`;
   const sock = net.connect({ host: target.ip, port: target.port });
   // the whole exchange, not idle time: a relay that trickles or says nothing is cut at the deadline
   const deadline = setTimeout(() => {
-    fail(new Error(`no complete ETRN exchange within timeout.etrn (${Math.round(timeoutMs / 1000)}s)`));
+    fail(new Error(`no complete ETRN exchange within timeout.etrn (${Math.round(configured / 1000)}s)`));
     sock.destroy();
   }, timeoutMs);
   let buf = '';
@@ -97,15 +98,27 @@ export async function sendEtrn(target: { ip: string; port: number; name: string 
 export async function sendEtrnToRelays(relays: readonly string[], domains: readonly string[], hostname: string, timeoutMs: number, resolver: Resolver): Promise<EtrnResult> {
   let last: EtrnResult = { relay: relays.join(' '), offersEtrn: false, replies: [], error: 'no ETRN relay configured' };
   for (const relay of relays) {
+    // timeout.etrn covers this relay's whole exchange: its lookups and every address it has
+    const deadline = Date.now() + timeoutMs;
+    const timedOut = (): EtrnResult => ({ relay, offersEtrn: false, replies: [], error: `no complete ETRN exchange within timeout.etrn (${Math.round(timeoutMs / 1000)}s)` });
     let targets: Array<{ ip: string; port: number; name: string }>;
     try {
-      targets = await expandHosts(parseHosts(relay), resolver);
+      let timer: NodeJS.Timeout | undefined;
+      targets = await Promise.race([
+        expandHosts(parseHosts(relay), resolver).finally(() => clearTimeout(timer)),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(timedOut().error)), timeoutMs))),
+      ]);
     } catch (err) {
       last = { relay, offersEtrn: false, replies: [], error: (err as Error).message };
       continue;
     }
     for (const target of targets) {
-      last = await sendEtrn(target, domains, hostname, timeoutMs);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        last = timedOut();
+        break;
+      }
+      last = await sendEtrn(target, domains, hostname, left, timeoutMs);
       if (last.replies.length) return last;
     }
   }

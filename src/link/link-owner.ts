@@ -40,6 +40,8 @@ export interface LinkOwnerDeps {
 export interface LinkSession {
   readonly hasLink: boolean;
   readonly dialed: boolean;
+  /** link.hangup as it was when the session dialed (a reload in between changes nothing). */
+  readonly hangup?: string;
   /** DialDelay for this window, at most once. */
   readonly dialDelay: DialDelay;
 }
@@ -56,6 +58,13 @@ export class LinkOwner {
   private inboundWaiters: Array<() => void> = [];
   /** Ends a dial wait at once (a daemon stop). */
   private dialAbort: (() => void) | null = null;
+  /** Set by a stop: no window dials any more. */
+  private stopped = false;
+  /**
+   * After our own hangup the interface may still look up for a moment: the
+   * watcher's "up" is not believed until it has seen "down", or this passes.
+   */
+  private hungUpUntil = 0;
 
   constructor(private readonly deps: LinkOwnerDeps) {
     const c = deps.config();
@@ -84,11 +93,21 @@ export class LinkOwner {
     return this.session !== null && windowHasLink(this.facts());
   }
 
-  /** DialDelay of the open window, for a link route's failed connection or an unanswered query. */
-  dialRetry(what: string): Promise<boolean> {
+  /**
+   * DialDelay of the open window: a link route's connection that no host
+   * answered, or (demand mode: the line is dialing on the first packet) the
+   * gateway's own lookup that got no answer.
+   */
+  dialRetry(what: string, kind: 'connect' | 'dns' = 'connect'): Promise<boolean> {
     const s = this.session;
-    if (!s?.hasLink || this.deps.config().link.mode === 'permanent') return Promise.resolve(false);
+    const mode = this.deps.config().link.mode;
+    if (!s?.hasLink || mode === 'permanent' || (kind === 'dns' && mode !== 'demand')) return Promise.resolve(false);
     return s.dialDelay.retry(what);
+  }
+
+  /** Whether a window would have the link without dialing (permanent, or the line is up). */
+  hasLinkNow(): boolean {
+    return linkPlan({ mode: this.deps.config().link.mode, state: this.state.current.state, wants: false, canDial: false }) === 'have';
   }
 
   /** A report from a hook, the operator or the watcher; false when ignored or nothing changed. */
@@ -111,14 +130,19 @@ export class LinkOwner {
     if (!c.link.interface || c.link.mode === 'permanent') return;
     this.watcher = new InterfaceWatcher(c.link.interface, c.link.poll, (up) => {
       // the watcher reports what it sees; "dialing" ends only with up, or the window's deadline
+      if (!up) this.hungUpUntil = 0;
+      if (up && this.deps.now() < this.hungUpUntil) return;
       if (up) this.set('up', 'interface watcher', c.link.interface);
       else if (this.state.current.state === 'up') this.set('down', 'interface watcher');
     });
     this.watcher.start();
   }
 
+  /** A daemon stop: the watcher ends, no window dials any more, a dial wait ends now. */
   stop(): void {
+    this.stopped = true;
     this.watcher?.stop();
+    this.abortDial();
   }
 
   /**
@@ -128,11 +152,11 @@ export class LinkOwner {
    */
   async open(wants: boolean): Promise<LinkSession> {
     const c = this.deps.config();
-    const plan = linkPlan({ mode: c.link.mode, state: this.state.current.state, wants, canDial: Boolean(c.link.dial) });
+    const plan = linkPlan({ mode: c.link.mode, state: this.state.current.state, wants, canDial: Boolean(c.link.dial) && !this.stopped });
     const open = this.session;
     if (open) {
       if (open.hasLink || !wants || plan === 'none' || (plan === 'dial' && open.dialed)) return open;
-      this.session = plan === 'have' ? { ...open, hasLink: true } : { ...open, dialed: true };
+      this.session = plan === 'have' ? { ...open, hasLink: true } : { ...open, dialed: true, hangup: c.link.hangup };
       if (plan === 'dial') this.session = { ...this.session, hasLink: await this.dial(c) };
       return this.session;
     }
@@ -141,7 +165,7 @@ export class LinkOwner {
       this.session = { hasLink: plan === 'have', dialed: false, dialDelay };
       return this.session;
     }
-    this.session = { hasLink: false, dialed: true, dialDelay };
+    this.session = { hasLink: false, dialed: true, hangup: c.link.hangup, dialDelay };
     this.session = { ...this.session, hasLink: await this.dial(c) };
     return this.session;
   }
@@ -194,10 +218,16 @@ export class LinkOwner {
   async close(): Promise<void> {
     const s = this.session;
     this.session = null;
-    const hangup = this.deps.config().link.hangup;
-    if (!s?.dialed || !hangup) return;
+    if (!s?.dialed || !s.hangup) return;
     this.hangups++;
-    await runLinkCommand(hangup, HANGUP_TIMEOUT, this.deps.log, 'hangup');
+    this.hungUpUntil = this.deps.now() + this.deps.config().link.dialTimeout;
+    const status = await runLinkCommand(s.hangup, HANGUP_TIMEOUT, this.deps.log, 'hangup');
+    // a hangup that failed leaves the line as it is: the next window uses it rather than dial again
+    if (status !== 0) {
+      this.hungUpUntil = 0;
+      this.deps.log.error({ command: s.hangup, status }, 'link hangup failed: the line may still be up');
+      return;
+    }
     if (this.state.current.state !== 'down') this.set('down', 'hangup');
   }
 
@@ -220,11 +250,13 @@ export class LinkOwner {
   /** Resolves at the next inbound event, or after ms. */
   waitInbound(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(t);
+        const i = this.inboundWaiters.indexOf(done);
+        if (i >= 0) this.inboundWaiters.splice(i, 1);
         resolve();
-      }
+      };
+      const t = setTimeout(done, ms);
       this.inboundWaiters.push(done);
     });
   }

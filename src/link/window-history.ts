@@ -56,6 +56,8 @@ export interface WindowRecord {
   /** how long the window kept the link after ETRN */
   lingerSeconds: number;
   etrn: EtrnResult | null;
+  /** Set when the window itself failed (an I/O error): what it did up to then is above. */
+  error?: string;
 }
 
 export interface WindowHistoryOptions {

@@ -41,8 +41,8 @@ export interface WindowDeps {
   now: () => number;
   /** Sends ETRN for etrn.domains to etrn.relay; null when none is configured. */
   etrn: () => Promise<EtrnResult | null>;
-  /** Warms the resolver for these names (MX and addresses) in one burst. */
-  prefetch?: (names: string[]) => Promise<void>;
+  /** Warms the resolver for these names (addresses, and MX where `mx`) in one burst. */
+  prefetch?: (names: Array<{ name: string; mx: boolean }>) => Promise<void>;
   /** Told about every window when it ends (metrics, history). */
   onWindow?: (record: WindowRecord) => void;
   /** Whether any route may need a lookup (else prefetching has nothing to do and is skipped). */
@@ -61,14 +61,15 @@ function triggerOf(pass: WindowRequest): Trigger {
   return pass.cause === 'operator' ? { kind: 'flush', names: (pass.selection?.selectors.length ?? 0) > 0 } : { kind: 'run' };
 }
 
-/** Pure: the host names a plan's next hops need looked up (IP literals need none). */
-export function namesToPrefetch(plan: ReadonlyArray<{ nexthop: string }>): string[] {
-  const names = new Set<string>();
+/** Pure: the host names a plan's next hops need looked up: `[name]` its addresses only, a bare name its MX too. */
+export function namesToPrefetch(plan: ReadonlyArray<{ nexthop: string }>): Array<{ name: string; mx: boolean }> {
+  const names = new Map<string, boolean>();
   for (const p of plan) for (const h of p.nexthop.replace(/^\w+:/, '').split(',')) {
-    const name = h.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-    if (net.isIP(name) === 0) names.add(name);
+    const host = h.replace(/:\d+$/, '');
+    const name = host.replace(/^\[(.*)\]$/, '$1');
+    if (net.isIP(name) === 0) names.set(name, (names.get(name) ?? false) || !host.startsWith('['));
   }
-  return [...names];
+  return [...names].map(([name, mx]) => ({ name, mx }));
 }
 
 export class Windows {
@@ -99,8 +100,15 @@ export class Windows {
     return this.deps.link.mayDeliver(trigger.kind === 'intake' ? 'intake' : 'window');
   }
 
+  /** Whether windows send ETRN at all (etrn.mode odmr is not built yet: such windows never want the line for it). */
+  private sendsEtrn(): boolean {
+    const c = this.deps.config();
+    return c.etrn.mode === 'etrn' && c.etrn.relay.length > 0 && c.etrn.domains.length > 0;
+  }
+
   /** Opens a window, or joins the open one; resolves when the window closes. */
   request(req: WindowRequest): Promise<WindowRecord> {
+    if (this.stopping) return Promise.reject(new Error('quietlink is stopping: no new flush window'));
     if (this.open) {
       this.open.passes.push(req);
       this.open.wake?.();
@@ -120,7 +128,7 @@ export class Windows {
       causes.add(pass.cause);
       this.deps.link.refresh();
       // a trigger that joined a window without the link (a poll, new link mail) gets it now
-      if (joined && !this.deps.link.windowHasLink() && (await this.wantsLink(pass))) await this.deps.link.open(true);
+      if (joined && !this.stopping && !this.deps.link.windowHasLink() && (await this.wantsLink(pass))) await this.deps.link.open(true);
       const s = await this.deps.runner.run({
         trigger: triggerOf(pass), selection: pass.selection, onEvent: pass.onEvent,
         dialRetry: (what) => this.deps.link.dialRetry(what),
@@ -141,8 +149,7 @@ export class Windows {
 
   /** Whether a pass wants the link: a poll with ETRN to send, or link-route mail due. */
   private async wantsLink(pass: WindowRequest): Promise<boolean> {
-    const c = this.deps.config();
-    if (pass.poll && c.etrn.relay.length > 0 && c.etrn.domains.length > 0) return true;
+    if (pass.poll && this.sendsEtrn()) return true;
     return Boolean((await this.planOf(pass, 1)).plan?.length);
   }
 
@@ -153,15 +160,8 @@ export class Windows {
     const inboundAtStart = link.inboundFacts().messages;
     const first = w.passes[0];
     const poll = w.passes.some((p) => p.poll);
-    const etrnConfigured = c.etrn.relay.length > 0 && c.etrn.domains.length > 0;
     const needDns = Boolean(this.deps.prefetch) && (this.deps.mayNeedDns?.() ?? true);
     const planOf = (limit?: number) => this.planOf(first, limit);
-    let plan: RunSummary | null = null;
-    const upAlready = c.link.mode === 'permanent' || link.current.state === 'up';
-    if (!upAlready) plan = await planOf(needDns ? undefined : 1);
-    const wants = upAlready || windowWantsLink({ dueLinkMail: Boolean(plan?.plan?.length), poll, etrnConfigured });
-    if (!wants && c.link.mode === 'demand') log.info({ cause: first.cause }, 'window not opened: nothing to send over the link (demand mode)');
-    const session = await link.open(wants);
     const total: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0 };
     const wan: { first: number | null; last: number | null } = { first: null, last: null };
     const causes = new Set<string>();
@@ -169,7 +169,15 @@ export class Windows {
     let lingerMs = 0;
     let hadLink = false;
     let dialed = false;
+    let error: string | undefined;
     try {
+      // the link-route mail this window would send decides whether it gets the line
+      let plan: RunSummary | null = null;
+      const have = link.hasLinkNow();
+      if (!have) plan = await planOf(needDns ? undefined : 1);
+      const wants = have || windowWantsLink({ dueLinkMail: Boolean(plan?.plan?.length), poll, etrnConfigured: this.sendsEtrn() });
+      if (!wants && c.link.mode === 'demand') log.info({ cause: first.cause }, 'window not opened: nothing to send over the link (demand mode)');
+      const session = await link.open(wants && !this.stopping);
       if (session.hasLink && needDns && this.deps.prefetch) {
         // names the due mail needs, fetched in one burst before the first connection
         plan ??= await planOf();
@@ -178,22 +186,25 @@ export class Windows {
       }
       await this.runPasses(w, total, wan, causes);
       link.refresh();
-      if (link.windowHasLink() && c.etrn.mode === 'etrn') {
-        const t0 = Date.now();
+      if (link.windowHasLink() && this.sendsEtrn()) {
+        const t0 = this.deps.now();
         etrn = await this.deps.etrn();
         if (etrn) {
           wan.first ??= t0;
-          wan.last = Date.now();
+          wan.last = this.deps.now();
         }
       } else if (total.waiting) {
         log.info({ cause: first.cause, messages: total.waiting }, `window: link down, ${total.waiting} messages wait for the link`);
       }
       lingerMs = await this.linger(w, etrn, total, wan, causes);
       await this.runPasses(w, total, wan, causes);
+    } catch (err) {
+      error = (err as Error).message;
+      log.error({ cause: first.cause, err: error }, 'window failed');
     } finally {
-      const final = link.windowSession ?? session;
-      hadLink = link.windowHasLink() || final.hasLink;
-      dialed = final.dialed;
+      const final = link.windowSession;
+      hadLink = link.windowHasLink() || Boolean(final?.hasLink);
+      dialed = Boolean(final?.dialed);
       // from here on a trigger opens the next window, which waits for this one's hangup
       if (this.open === w) this.open = null;
       this.closing = link.close().catch((err) => log.error({ err: (err as Error).message }, 'link hangup failed'));
@@ -215,6 +226,7 @@ export class Windows {
       inbound: link.inboundFacts().messages - inboundAtStart,
       lingerSeconds: Math.round(lingerMs / 100) / 10,
       etrn,
+      ...(error ? { error } : {}),
     };
     this.last = record;
     this.deps.onWindow?.(record);

@@ -137,7 +137,7 @@ test('linger: after ETRN the line stays up while the ISP pushes; hangup runs onc
     smartHost: [`[127.0.0.2]:${wan.port}`],
     routes: [{ domain: 'office.example', relay: `[127.0.0.1]:${lan.port}` }],
     etrn: { relay: `[127.0.0.2]:${relay.port}`, domains: ['office.example'] },
-    link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s', linger: '3s', lingerMax: '1m' },
+    link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s', linger: '6s', lingerMax: '1m' },
   }), async (d, config, dir) => {
     port = d.port;
     const dialer = await scripts(dir, 'LINK_UP');
