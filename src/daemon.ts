@@ -5,8 +5,8 @@
  * Start: configuration (exit 78 on errors) → control socket (refuses a second
  * daemon) → queue folders, journal replay, recovery of interrupted writes →
  * SMTP intake → maildrop pickup → "ready" log line → a first run for what
- * deliveryMode sends at once. SIGHUP and a changed mailertable, class or
- * authinfo file reload the routes. SIGTERM/SIGINT: stop accepting, let
+ * deliveryMode sends at once. SIGHUP, `newaliases` and a changed mailertable,
+ * class, authinfo or aliases file reload the routes and the aliases. SIGTERM/SIGINT: stop accepting, let
  * sessions in flight finish, settle the queue, exit 0.
  */
 import fs from 'node:fs';
@@ -17,7 +17,8 @@ import { isAscii } from 'node:buffer';
 import type { Logger } from 'pino';
 import { loadAll } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { formatProblem, MailError, UsageError } from './errors.js';
+import { ConfigError, formatProblem, MailError, UsageError, type ConfigProblem } from './errors.js';
+import { expandRecipient, localNames } from './config/aliases.js';
 import { readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
 import { hasRoom, insufficientStorage } from './intake/disk-policy.js';
 import { Metrics, startMetricsServer } from './observability/metrics.js';
@@ -242,19 +243,23 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     groupRun: (group) => runner.run({ trigger: { kind: 'run' }, group }),
   });
 
-  /** What deliveryMode sends right after intake; interactive callers wait for it. */
-  const afterIntake = (envs: Envelope[]): Promise<void> | undefined => {
+  /** What deliveryMode (or the message's own, sendmail -od) sends right after intake; interactive callers wait for it. */
+  const afterIntake = (envs: Envelope[], mode: Config['deliveryMode'] = config.deliveryMode): Promise<void> | undefined => {
     metrics.inc('quietlink_messages_accepted_total', { via: envs[0]?.client?.via ?? 'smtp' });
     const ip = envs[0]?.client?.via === 'smtp' ? envs[0].client.ip : undefined;
     if (ip) link.inbound('message', ip);
-    if (config.deliveryMode === 'queue') return undefined;
-    const run = runner.run({ trigger: { kind: 'intake' }, ids: envs.map((e) => e.id) })
+    if (mode === 'queue') return undefined;
+    const run = runner.run({ trigger: { kind: 'intake' }, ids: envs.map((e) => e.id), deliveryMode: mode })
       .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed'));
-    return config.deliveryMode === 'interactive' ? run : undefined;
+    return mode === 'interactive' ? run : undefined;
   };
+  // a sendmail's pickup request carries its message's delivery mode (-odi/-odb/-odq): while requests
+  // wait, what the pickup queues waits for them to claim it; the rest goes when the last is answered
+  const submissions = { asking: 0, picked: new Map<string, Envelope[]>() };
 
   const pickup = new MaildropPickup({
-    spool: config.spool, hostname: config.hostname, queue, log, now, newId, onQueued: afterIntake, userName: (uid) => userName(uid),
+    spool: config.spool, hostname: config.hostname, queue, log, now, newId, userName: (uid) => userName(uid),
+    onQueued: (envs) => (submissions.asking === 0 || !envs.length ? afterIntake(envs) : void submissions.picked.set(envs[0].id, envs)),
     // the message and its JSON header line
     maxBytes: () => config.smtp.maxMessageSize + 1_048_576,
   });
@@ -262,6 +267,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const etrnServer = new EtrnServer({ config: () => config, holdDomains: () => table.holdDomains, queue, runner, log, now });
   const intake = new SmtpIntake({
     config, openDomains, queue, log, newId, now, onQueued: afterIntake,
+    // aliases for local recipients (SPEC §11), as reloaded
+    expandRecipient: (address) => expandRecipient(address, maps.aliases, localNames(config)),
     onSession: (event, ip) => link.inbound(event, ip),
     onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, (code, text) => {
       metrics.inc('quietlink_etrn_received_total', { code: String(code) });
@@ -284,8 +291,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     },
   });
 
-  /** Re-reads the configuration's routes and the classic files; on any problem the old ones stay. */
-  const reload = async (reason: string) => {
+  /** Re-reads the configuration's routes and the classic files; on any problem the old ones stay (and are returned). */
+  const reload = async (reason: string): Promise<ConfigProblem[] | null> => {
     try {
       const next = await loadAll(configFile);
       // what is bound or opened at start stays until a restart; say so rather than pretend
@@ -310,14 +317,16 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       openDomains.clear();
       for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
       if (rescheduled) triggers.schedule();
-      log.info({ reason, routes: table.inline.size + table.mailertable.size }, 'routes reloaded');
+      log.info({ reason, routes: table.inline.size + table.mailertable.size, aliases: maps.aliases.size }, 'routes reloaded');
+      return null;
     } catch (err) {
-      const problems = (err as { problems?: Array<{ file: string; line: number; message: string }> }).problems;
+      const problems = (err as { problems?: ConfigProblem[] }).problems;
       if (problems) for (const p of problems) log.error({ reason }, `reload refused: ${formatProblem(p)}`);
       else log.error({ reason, err: (err as Error).message }, 'reload refused');
+      return problems ?? [{ file: configFile, line: 0, message: (err as Error).message }];
     }
   };
-  const watched = standalone ? [] : [configFile, config.mailertable, config.authinfo, ...Object.values(config.classes).map((c) => c.file)].filter((f): f is string => Boolean(f));
+  const watched = standalone ? [] : [configFile, config.mailertable, config.authinfo, config.aliases, ...Object.values(config.classes).map((c) => c.file)].filter((f): f is string => Boolean(f));
   for (const f of watched) fs.watchFile(f, { interval: 2000, persistent: false }, (cur, prev) => {
     if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino) void reload(`${f} changed`);
   });
@@ -363,8 +372,28 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       return etrn(relay, domains);
     }],
     ['pickup', async (args) => {
-      const result = await pickup.run();
       const name = typeof args.name === 'string' ? args.name : undefined;
+      const modes = ['interactive', 'background', 'queue', 'deferred'] as const;
+      const mode = modes.find((m) => m === args.deliveryMode) ?? config.deliveryMode;
+      let attempt: Promise<void> | undefined;
+      if (name) submissions.asking++;
+      let result;
+      try {
+        result = await pickup.run();
+      } finally {
+        if (name) submissions.asking--;
+        const own = pickup.outcome(name ?? '')?.[0];
+        const envs = own === undefined ? undefined : submissions.picked.get(own);
+        if (own !== undefined) submissions.picked.delete(own);
+        if (envs) attempt = afterIntake(envs, mode);
+        if (submissions.asking === 0) {
+          const rest = [...submissions.picked.values()];
+          submissions.picked.clear();
+          for (const envs of rest) void afterIntake(envs);
+        }
+      }
+      // -odi (or deliveryMode interactive): the command returns once this message's attempt is over
+      await attempt;
       const queued: Record<string, string[]> = {};
       const refused: string[] = [];
       for (const [n, ids] of name ? [[name, pickup.outcome(name)] as const] : result) {
@@ -398,6 +427,12 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       return { changed: targets };
     }],
     ['status', async () => status.report()],
+    // sendmail -bi / newaliases: the aliases (and every other classic file) now
+    ['reload', async () => {
+      const problems = await reload('newaliases');
+      if (problems) throw new ConfigError(problems);
+      return { reloaded: true, aliases: maps.aliases.size };
+    }],
   ]);
   // the socket is taken at once (a second daemon must fail early), but commands wait for the queue
   let markReady!: () => void;

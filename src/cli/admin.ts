@@ -114,7 +114,12 @@ export async function runLink(config: Config, argv: string[]): Promise<number> {
   return EX.OK;
 }
 
-/** `etrn [--relay HOST[:PORT]] DOMAIN...`: 0 when every reply is 2xx, 75 for 4xx or no answer, 69 for 5xx. */
+/**
+ * `etrn [--relay HOST[:PORT]] DOMAIN...`: 0 when every reply is 2xx; 69 for
+ * 459 (node not allowed: RFC 1985, asking again will not help) and 5xx; 75
+ * for 458 and other 4xx or no answer. A temporary answer for one domain
+ * wins over a permanent one for another: running again is worth it.
+ */
 export async function runEtrn(config: Config, argv: string[]): Promise<number> {
   let relay: string | undefined;
   const domains: string[] = [];
@@ -128,7 +133,13 @@ export async function runEtrn(config: Config, argv: string[]): Promise<number> {
   if (relay && !/^\[/.test(relay)) relay = `[${relay.replace(/:(\d+)$/, '')}]${/:(\d+)$/.exec(relay)?.[0] ?? ''}`;
   const r = (await controlRequest(config.spool, 'etrn', { relay, domains })) as EtrnResult;
   process.stdout.write(formatEtrn(r));
-  if (r.error || r.replies.some((x) => x.code >= 400 && x.code < 500)) return EX.TEMPFAIL;
-  if (r.replies.some((x) => x.code >= 500)) return EX.UNAVAILABLE;
+  return etrnExitCode(r);
+}
+
+/** Pure: the exit code for an ETRN result (see runEtrn). */
+export function etrnExitCode(r: Pick<EtrnResult, 'error' | 'replies'>): number {
+  const permanent = (code: number) => code === 459 || code >= 500;
+  if (r.error || r.replies.some((x) => x.code >= 400 && !permanent(x.code))) return EX.TEMPFAIL;
+  if (r.replies.some((x) => permanent(x.code))) return EX.UNAVAILABLE;
   return EX.OK;
 }

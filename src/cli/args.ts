@@ -1,7 +1,8 @@
 /**
  * cli/args.ts — argument helpers shared by the subcommands: the global
  * `-c FILE` (before or after the subcommand), and sendmail's queue selectors
- * (`-qR STR`, `-qRSTR`, `-q!R STR`, `-qG GROUP`, `-qQ`).
+ * (`-qR STR`, `-qRSTR`, `-q!R STR`, `-qG GROUP`, `-qQ`), and sendmail's
+ * delivery-mode letters (`-odi`, `-O DeliveryMode=q`).
  */
 import { UsageError } from '../errors.js';
 import { parseSelectorFlag, selectorTakesNext, type Selection } from '../queue/select.js';
@@ -65,4 +66,14 @@ export function takeFlags<T extends string>(argv: string[], names: readonly T[])
 export function rejectUnknownFlags(argv: readonly string[], command: string): void {
   const bad = argv.find((a) => a.startsWith('-'));
   if (bad) throw new UsageError(`${command}: unknown option ${bad}`);
+}
+
+/** sendmail's -od letters; 'deferred' is quietlink's (SPEC §3): LAN routes at once, link routes in a window. */
+export type DeliveryWish = 'interactive' | 'background' | 'queue' | 'deferred';
+const DELIVERY_MODES: Record<string, DeliveryWish> = { i: 'interactive', b: 'background', q: 'queue', d: 'deferred' };
+
+export function deliveryWish(letter: string): DeliveryWish {
+  const mode = DELIVERY_MODES[letter.toLowerCase()];
+  if (!mode) throw new UsageError(`sendmail: unknown delivery mode "${letter}" (use i, b, q or d)`);
+  return mode;
 }

@@ -3,7 +3,8 @@
  * [--dry-run]` (also `sendmail -q`): asks the daemon for a run of the
  * matching mail now. `--wait` returns when the run ends (exit 0 when nothing
  * was deferred, 75 when something was); `-v` streams each result and the
- * SMTP dialogue (sendmail -q -v) and waits; `--dry-run` only shows what
+ * SMTP dialogue (sendmail -q -v), each dialogue line prefixed with its
+ * connection (`[c1 127.0.0.2:25] >>> EHLO ...`), and waits; `--dry-run` only shows what
  * would be attempted and where it would go.
  */
 import type { Config } from '../config/schema.js';
@@ -19,7 +20,7 @@ import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 export function formatEvent(e: RunEvent): string {
   switch (e.type) {
     case 'result': return `${e.qid}: to=<${e.to}>, relay=${e.relay ?? 'none'}, stat=${e.outcome} (${e.code} ${e.text})`;
-    case 'dialogue': return e.dir === 'note' ? `--- ${e.line}` : `${e.dir === 'C' ? '>>>' : '<<<'} ${e.line}`;
+    case 'dialogue': return `${e.conn ? `[${e.conn}] ` : ''}${e.dir === 'note' ? '---' : e.dir === 'C' ? '>>>' : '<<<'} ${e.line}`;
     case 'skip': return `${e.qid}: to=<${e.to}>, skipped: ${e.reason}`;
   }
 }

@@ -1,6 +1,6 @@
 /**
- * cli/main.ts — the `quietlink` command: subcommand dispatch, the `sendmail`
- * and `mailq` entry points (chosen by the name the program was called by),
+ * cli/main.ts — the `quietlink` command: subcommand dispatch, the `sendmail`,
+ * `mailq` and `newaliases` entry points (chosen by the name the program was called by),
  * and the one place where an error becomes a message and an exit code.
  */
 import path from 'node:path';
@@ -12,7 +12,9 @@ import type { ClassicMaps } from '../config/load.js';
 
 const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   start                      run the gateway in the foreground
-  sendmail [-t] [-i] [-f FROM] [-F NAME] [RCPT...]   submit a message from stdin
+  sendmail [-t] [-i] [-f FROM] [-F NAME] [-odi|-odb|-odq] [RCPT...]   submit a message from stdin
+           -bv ADDR... where each address goes after aliasing; -bi checks the aliases (newaliases)
+  newaliases                 check the aliases file and have the daemon reload it
   mailq [-qR|-qS|-qI STR] [-qG GROUP] [-qQ] [--json]  list the queue
   hold ID... | release ID...
   quarantine -Q REASON (ID... | -qR/-qS/-qI STR)     -Q "" releases
@@ -31,6 +33,7 @@ type Command = (config: Config, argv: string[], maps: ClassicMaps, configFile: s
 const COMMANDS: Record<string, () => Promise<Command>> = {
   sendmail: async () => (await import('./sendmail.js')).runSendmail,
   mailq: async () => (await import('./mailq.js')).runMailq,
+  newaliases: async () => (await import('./sendmail.js')).runNewaliases,
   hold: async () => (await import('./admin.js')).runHold,
   release: async () => (await import('./admin.js')).runRelease,
   quarantine: async () => (await import('./admin.js')).runQuarantine,
@@ -73,7 +76,7 @@ export async function main(argv: readonly string[], invokedAs: string): Promise<
     const name = path.basename(invokedAs);
     let command: string;
     let args: string[];
-    if (name === 'sendmail' || name === 'mailq') {
+    if (name === 'sendmail' || name === 'mailq' || name === 'newaliases') {
       command = name;
       args = rest;
     } else {

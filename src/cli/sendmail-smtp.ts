@@ -2,26 +2,32 @@
  * cli/sendmail-smtp.ts — `sendmail -bs`: an SMTP conversation on stdin and
  * stdout (as inetd-started MTAs and some mail programs use it). The local
  * user is trusted as a LAN client is: any recipient. Each accepted message
- * is written to maildrop before its 250, exactly as `sendmail` writes one;
- * after QUIT (or end of input) the daemon is asked to take them in.
+ * is prepared as `sendmail` prepares one (masquerade of unqualified
+ * addresses, aliases for local recipients: intake/local-submission.ts) and
+ * handed over (cli/submit.ts) before its 250, with the -od delivery mode.
  * Exit 0 after a normal session, 75 when a message could not be kept.
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config/schema.js';
-import { DataError, EX, MailError, TempFailError } from '../errors.js';
+import type { ClassicMaps } from '../config/load.js';
+import { DataError, EX, MailError, TempFailError, UsageError } from '../errors.js';
 import { isValidMailbox } from '../intake/address.js';
-import { askPickup, dropMessage } from './submit.js';
+import { prepareLocalSubmission, qualify } from '../intake/local-submission.js';
+import { dropMessage } from './submit.js';
+import { localNames, recipientExpander } from '../config/aliases.js';
+import type { DeliveryWish } from './args.js';
 import { installSmtpExtensions } from '../intake/smtp-extensions.js';
 
 function reply(code: number, enhanced: string, text: string): Error {
   return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
 }
 
-export async function runSmtpOnStdio(config: Config): Promise<number> {
+export async function runSmtpOnStdio(config: Config, maps: ClassicMaps, deliveryMode?: DeliveryWish): Promise<number> {
   installSmtpExtensions();
-  const ids: string[] = [];
+  const { masquerade } = localNames(config);
+  const expand = recipientExpander(config, maps.aliases);
   const pending = new Set<Promise<unknown>>();
   let sessionOver!: () => void;
   const over = new Promise<void>((resolve) => (sessionOver = resolve));
@@ -39,11 +45,11 @@ export async function runSmtpOnStdio(config: Config): Promise<number> {
     socketTimeout: config.timeout.command,
     onClose: () => sessionOver(),
     onMailFrom(address, _session, cb) {
-      if (address.address !== '' && !isValidMailbox(address.address)) return cb(reply(501, '5.1.7', 'Bad sender address syntax'));
+      if (address.address !== '' && !isValidMailbox(qualify(address.address, masquerade))) return cb(reply(501, '5.1.7', 'Bad sender address syntax'));
       cb();
     },
     onRcptTo(address, _session, cb) {
-      if (!isValidMailbox(address.address)) return cb(reply(501, '5.1.3', 'Bad recipient address syntax'));
+      if (!isValidMailbox(qualify(address.address, masquerade))) return cb(reply(501, '5.1.3', 'Bad recipient address syntax'));
       cb();
     },
     onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb) {
@@ -53,26 +59,28 @@ export async function runSmtpOnStdio(config: Config): Promise<number> {
         if (stream.sizeExceeded) return cb(reply(552, '5.3.4', `Message size exceeds fixed limit of ${config.smtp.maxMessageSize} bytes`));
         const env = session.envelope;
         const dsn = (env.dsn ?? {}) as { ret?: string | null; envid?: string | null };
-        const writing = dropMessage(config, {
-          sender: env.mailFrom ? env.mailFrom.address : '',
-          recipients: env.rcptTo.map((r) => r.address),
-          raw: Buffer.concat(chunks),
-          ignoreDots: true,
-          extract: false,
-          // without BODY=, the 8-bit check of a local submission decides (as for sendmail -t)
-          bodyType: env.bodyType === '8bitmime' ? '8BITMIME' : undefined,
-          dsn: { ret: (dsn.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: dsn.envid ?? undefined },
+        const writing = Promise.resolve().then(() => {
+          const prepared = prepareLocalSubmission({
+            raw: Buffer.concat(chunks), ignoreDots: true, extractRecipients: false, recipients: env.rcptTo.map((r) => r.address), masquerade, expandRecipient: expand,
+          });
+          return dropMessage(config, {
+            sender: env.mailFrom && env.mailFrom.address !== '' ? qualify(env.mailFrom.address, masquerade) : '',
+            recipients: prepared.recipients,
+            raw: prepared.raw,
+            ignoreDots: true,
+            extract: false,
+            // without BODY=, the 8-bit check of a local submission decides (as for sendmail -t)
+            bodyType: env.bodyType === '8bitmime' ? '8BITMIME' : undefined,
+            dsn: { ret: (dsn.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: dsn.envid ?? undefined },
+          }, { pickup: deliveryMode ? { deliveryMode } : undefined });
         }).then((id) => {
-          ids.push(id);
           cb(null, `2.0.0 Ok: queued as ${id}`);
-          // the daemon takes each message in at once; a long session does not hold them back
-          void askPickup(config, [id], false);
         }, (err) => {
           if (err instanceof TempFailError || err instanceof MailError) {
             tempFailed ||= err.isTemporary;
             return cb(reply(err.code, err.enhanced, err.message));
           }
-          if (err instanceof DataError) return cb(reply(554, '5.6.0', err.message));
+          if (err instanceof DataError || err instanceof UsageError) return cb(reply(554, '5.6.0', err.message));
           tempFailed = true;
           cb(reply(451, '4.3.0', `Local error in processing: ${(err as Error).message}`));
         });
@@ -147,6 +155,5 @@ export async function runSmtpOnStdio(config: Config): Promise<number> {
   await settle();
   clearInterval(alive);
   if (idle) clearTimeout(idle);
-  if (ids.length) await askPickup(config, [], false);
   return tempFailed ? EX.TEMPFAIL : EX.OK;
 }

@@ -3,6 +3,8 @@
  * names into one typed, validated Config.
  *
  * Every problem is reported as `file:line: message` (a ConfigError, exit 78).
+ * The classic files are the mailertable, the class files, authinfo and the
+ * aliases file (config/aliases.ts); the daemon reloads them together.
  * Relative paths in the file are resolved against the file's own folder, so
  * the daemon and the CLI find the same spool whatever their working folder.
  */
@@ -15,6 +17,7 @@ import {
   parseAuthinfo, parseClassFile, parseMailertable, readClassic,
   type AuthinfoEntry, type MailertableEntry,
 } from './classic-files.js';
+import { aliasMap, parseAliases, type AliasMap } from './aliases.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/quietlink/quietlink.yaml';
 
@@ -27,6 +30,8 @@ export interface ClassicMaps {
   mailertable: MailertableEntry[];
   classes: Map<string, Set<string>>;
   authinfo: AuthinfoEntry[];
+  /** The aliases file (`aliases:`), empty without one. */
+  aliases: AliasMap;
 }
 
 /** The line of the YAML node at `p` (or of the nearest parent that exists). */
@@ -89,6 +94,10 @@ export function parseConfigText(text: string, file: string): Config {
       problems.push({ file, line: lineOf(doc, counter, ['holdClasses', i]), message: `holdClasses names unknown class "${name}"` });
     }
   }
+  // pppd's demand option keeps ppp0 up between calls: the watcher would call the line up for ever
+  if (result.data.link.mode === 'demand' && result.data.link.interface) {
+    problems.push({ file, line: lineOf(doc, counter, ['link', 'interface']), message: 'link.interface cannot be used with link.mode demand (the interface stays up between calls); the PPP hooks report the line' });
+  }
   if (problems.length) throw new ConfigError(problems);
   return resolvePaths(result.data, path.dirname(path.resolve(file)));
 }
@@ -100,6 +109,7 @@ function resolvePaths(config: Config, base: string): Config {
     spool: path.resolve(base, config.spool),
     mailertable: r(config.mailertable),
     authinfo: r(config.authinfo),
+    aliases: r(config.aliases),
     classes: Object.fromEntries(Object.entries(config.classes).map(([k, v]) => [k, { ...v, file: r(v.file) }])),
     smtp: {
       ...config.smtp,
@@ -132,6 +142,8 @@ export async function loadClassicMaps(config: Config): Promise<{ maps: ClassicMa
   problems.push(...mailertable.problems);
   const authinfo = config.authinfo ? await readClassic(config.authinfo, parseAuthinfo) : { entries: [], problems: [] };
   problems.push(...authinfo.problems);
+  const aliases = config.aliases ? await readClassic(config.aliases, parseAliases) : { entries: [], problems: [] };
+  problems.push(...aliases.problems);
   const classes = new Map<string, Set<string>>();
   for (const [name, cls] of Object.entries(config.classes)) {
     const set = new Set(cls.domains);
@@ -142,7 +154,7 @@ export async function loadClassicMaps(config: Config): Promise<{ maps: ClassicMa
     }
     classes.set(name, set);
   }
-  return { maps: { mailertable: mailertable.entries, classes, authinfo: authinfo.entries }, problems };
+  return { maps: { mailertable: mailertable.entries, classes, authinfo: authinfo.entries, aliases: aliasMap(aliases.entries) }, problems };
 }
 
 /** Configuration plus classic files, or a ConfigError listing every problem. */

@@ -78,23 +78,28 @@ function transactions(rcpts: readonly Recipient[]): Recipient[][] {
 }
 
 export class Deliverer {
+  /** Numbers every connection attempt, for the dialogue's `conn` label. */
+  private connections = 0;
+
   constructor(private readonly deps: DelivererDeps) {}
 
   private async open(targets: readonly Target[], opts: HopOptions, firstConnection = false): Promise<SmtpSession> {
     let last: SessionError | null = null;
     for (const t of targets) {
+      const conn = `c${++this.connections} ${t.ip.includes(':') ? `[${t.ip}]` : t.ip}:${t.port}`;
+      const onEvent = opts.onEvent && ((e: SessionEvent) => opts.onEvent!({ ...e, conn }));
       try {
         return await SmtpSession.open(t, {
           hostname: this.deps.hostname,
           timeouts: this.deps.timeouts,
           firstConnection,
           authinfo: authFor(this.deps.authinfo(), t),
-          onEvent: opts.onEvent,
+          onEvent,
         });
       } catch (err) {
         last = err instanceof SessionError ? err : new SessionError(String(err), 0, String(err), 'connect');
         this.deps.log.info({ relay: `${t.name} [${t.ip}]:${t.port}`, err: last.reply }, 'cannot use host, trying the next');
-        opts.onEvent?.({ dir: 'note', line: `${t.name} [${t.ip}]:${t.port}: ${last.reply}` });
+        onEvent?.({ dir: 'note', line: `${t.name} [${t.ip}]:${t.port}: ${last.reply}` });
       }
     }
     throw last ?? new SessionError('No host to deliver to', 0, 'no host', 'connect');

@@ -45,6 +45,8 @@ export interface RcptResult {
 export interface SessionEvent {
   dir: 'C' | 'S' | 'note';
   line: string;
+  /** Which connection, e.g. `c3 127.0.0.2:25` (set by the deliverer): lines of parallel connections told apart. */
+  conn?: string;
 }
 
 export class SessionError extends Error {

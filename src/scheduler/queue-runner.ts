@@ -34,7 +34,7 @@ const CHUNK = 1000;
 
 export type RunEvent =
   | { type: 'result'; qid: string; to: string; code: number; text: string; outcome: string; relay?: string }
-  | { type: 'dialogue'; dir: string; line: string }
+  | { type: 'dialogue'; dir: string; line: string; conn?: string }
   | { type: 'skip'; qid: string; to: string; reason: string };
 
 export interface RunOptions {
@@ -42,6 +42,8 @@ export interface RunOptions {
   selection?: Selection;
   /** Only these messages (intake). */
   ids?: readonly QueueId[];
+  /** The messages' own delivery mode (sendmail -odi/-odb), instead of the configuration's. */
+  deliveryMode?: 'interactive' | 'background' | 'queue' | 'deferred';
   /** Only this queue group (its own interval run). */
   group?: string;
   dryRun?: boolean;
@@ -221,7 +223,7 @@ export class QueueRunner {
     const config = this.deps.config();
     const table = this.deps.table();
     const policy = {
-      deliveryMode: config.deliveryMode as 'interactive' | 'background' | 'queue' | 'deferred',
+      deliveryMode: opts.deliveryMode ?? config.deliveryMode as 'interactive' | 'background' | 'queue' | 'deferred',
       holdExpensive: config.holdExpensive,
       linkAvailable: (opts.dryRun && opts.assumeLink) || this.deps.linkAvailable(opts.trigger),
       permanentLink: this.deps.permanentLink(),
@@ -339,7 +341,7 @@ export class QueueRunner {
         };
       },
       onResult: (job, res) => this.onResult(run, job, res),
-      onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line }) : undefined,
+      onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line, conn: e.conn }) : undefined,
     }).then((r) => {
       run.summary.connections += r.connections;
       if (r.firstPacket !== undefined) run.summary.firstPacket = Math.min(run.summary.firstPacket ?? Infinity, r.firstPacket);

@@ -22,7 +22,7 @@ const gateway = (over: Tree | ((dir: string) => Tree), body: Parameters<typeof r
 
 const MSG = 'Subject: link\r\n\r\nbody\r\n';
 
-test('the ETRN client reports 250, 251, 458, 459 and 501 replies', async () => {
+test('the ETRN client reports 250, 251, 458, 459 and 501 replies: exit 0, 75 for 458, 69 for 459 and 5xx', async () => {
   const replies: Record<string, string> = {
     'a.example': '250 OK, queuing for node a.example started',
     'b.example': '251 OK, no messages waiting for node b.example',
@@ -40,7 +40,7 @@ test('the ETRN client reports 250, 251, 458, 459 and 501 replies', async () => {
     assert.equal(temp.code, 75);
     assert.match(temp.stdout, /458 Unable to queue/);
     const denied = await runCli(['etrn', '-c', config, '--relay', `127.0.0.2:${relay.port}`, 'd.example']);
-    assert.equal(denied.code, 75);
+    assert.equal(denied.code, 69, '459: this node is not allowed, asking again will not help');
     assert.match(denied.stdout, /459 Node d\.example not allowed/);
     const perm = await runCli(['etrn', '-c', config, '--relay', `127.0.0.2:${relay.port}`, 'bad']);
     assert.equal(perm.code, 69);
