@@ -157,7 +157,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const resolver = new CachingResolver({
     upstream: new Upstream(config.dns.upstream.length ? config.dns.upstream : await systemNameservers(config.dns.listen)),
     mayForward: () => link.mayForwardDns(),
-    dialRetry: (what) => link.dialRetry(what),
+    dialRetry: (what) => link.dialRetry(what, 'dns'),
     now,
     serveStale: config.dns.serveStale,
     local: () => ({ names: ownNames, hosts: hostsMap }),
@@ -218,6 +218,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
     return result;
   };
+  /** History lines still being written (a stop waits for them). */
+  const appending = new Set<Promise<void>>();
   const history = new WindowHistory(config.spool, { onError: (err) => log.error({ err: err.message }, 'cannot append to windows.log') });
   await history.load();
   windows = new Windows({
@@ -227,7 +229,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       metrics.inc('quietlink_flush_windows_total', { cause: w.cause.replace(/^(cron|poll) .*/, '$1') });
       metrics.inc('quietlink_link_seconds_total', undefined, w.linkSeconds);
       if (w.dialed || (w.linkOpen && (w.connections > 0 || w.etrn))) metrics.inc('quietlink_link_wakeups_total');
-      void history.append(w);
+      const appended: Promise<void> = history.append(w).finally(() => appending.delete(appended));
+      appending.add(appended);
     },
     // with a smart host and IP addresses everywhere, no route of a window needs DNS
     mayNeedDns: () => table.smartHost.length === 0
@@ -505,6 +508,9 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       await intake.stop();
       // deliveries in flight finish and are written down (bounded: a hung next hop times out)
       await Promise.race([Promise.all([runner.stop(), windowClosed]), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
+      // a window still open after the grace: its line is hung up all the same (bounded by the hangup's own timeout)
+      await link.close().catch(() => undefined);
+      await Promise.all([...appending]);
       await control.stop();
       await queue.close();
       await journal.close();

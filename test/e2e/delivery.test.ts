@@ -266,8 +266,9 @@ test('flush -v shows each result and the SMTP dialogue; --dry-run only shows the
     assert.equal(sink.connections, 0);
     const v = await runCli(['flush', '-c', config, '-v']);
     assert.equal(v.code, 0);
-    assert.match(v.stdout, /^>>> EHLO gw\.test\.example$/m);
-    assert.match(v.stdout, /^<<< 250 /m);
+    // each dialogue line names its connection
+    assert.match(v.stdout, /^\[c\d+ [^\]]+\] >>> EHLO gw\.test\.example$/m);
+    assert.match(v.stdout, /^\[c\d+ [^\]]+\] <<< 250 /m);
     assert.match(v.stdout, new RegExp(`^${id}: to=<x@far\\.example>, relay=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\], stat=delivered \\(250 `, 'm'));
   }, [sink]);
 });
