@@ -13,26 +13,23 @@ import fs from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import fsp from 'node:fs/promises';
-import { isAscii } from 'node:buffer';
 import type { Logger } from 'pino';
 import { loadAll } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { ConfigError, formatProblem, MailError, UsageError, type ConfigProblem } from './errors.js';
+import { formatProblem, MailError, type ConfigProblem } from './errors.js';
 import { expandRecipient, localNames } from './config/aliases.js';
 import { readLoadAverage, refusesConnections, shouldQueue } from './intake/load-policy.js';
 import { hasRoom, insufficientStorage } from './intake/disk-policy.js';
 import { Metrics, startMetricsServer } from './observability/metrics.js';
 import { Status } from './observability/status.js';
-import { ControlServer, type ControlHandler } from './control/server.js';
-import { needsAdmin } from './control/protocol.js';
-import { credentialUid, PermissionError } from './control/credentials.js';
-import { ADMIN_GROUP, mayAdminister, userName } from './control/users.js';
+import { ControlServer } from './control/server.js';
+import { controlHandlers, gated } from './control/handlers.js';
+import { userName } from './control/users.js';
+import { Submissions } from './intake/submissions.js';
 import { FsStore } from './queue/fs-store.js';
 import { Queue } from './queue/queue.js';
 import { IntakeJournal } from './queue/journal.js';
-import { createIdGenerator, asQueueId } from './queue/queue-id.js';
-import { summarize } from './queue/summary.js';
-import { mailqPieces, listingOf } from './queue/listing.js';
+import { createIdGenerator } from './queue/queue-id.js';
 import type { Envelope } from './queue/envelope.js';
 import type { Selection } from './queue/select.js';
 import { SmtpIntake } from './intake/smtp-intake.js';
@@ -45,7 +42,7 @@ import { DnsServer } from './dns/dns-server.js';
 import { parseHosts as parseHostsFile, type HostsMap } from './dns/hosts-file.js';
 import { NetworkList } from './config/cidr.js';
 import { Deliverer } from './delivery/deliverer.js';
-import { composeDsn } from './delivery/dsn.js';
+import { queueNotice } from './delivery/notices.js';
 import { QueueRunner, type RunEvent } from './scheduler/queue-runner.js';
 import type { Notice, NoticeKind } from './scheduler/apply-results.js';
 import { LinkOwner } from './link/link-owner.js';
@@ -77,11 +74,6 @@ export interface DaemonHandle {
 export interface StandaloneOptions {
   spool?: string;
   logLevel?: string;
-}
-
-function ids(args: Record<string, unknown>) {
-  if (!Array.isArray(args.ids)) throw new UsageError('No queue IDs given');
-  return args.ids.map((s) => asQueueId(String(s)));
 }
 
 /** Nameservers of /etc/resolv.conf, when dns.upstream is empty (never our own listeners). */
@@ -171,25 +163,10 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     readBody: (env) => queue.readBody(env.id, env.size),
   });
 
-  /** Queues a notice (RFC 3464 DSN) to the sender of env, and sends it as intake would. */
-  const notify = async (env: Envelope, notices: Notice[], kind: NoticeKind) => {
-    const id = newId();
-    const next = triggers.nextWindow();
-    const body = await composeDsn({
-      hostname: config.hostname, now: now(), env, notices, kind, original: await queue.readBody(env.id), messageId: id,
-      willRetryUntil: Date.parse(env.firstAttempt ?? env.arrivalTime) + config.queue.queueReturn,
-      nextTry: kind === 'delay' && next
-        ? `waiting for the next scheduled connection at ${new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', timeZone: config.flush.timezone, timeZoneName: 'short' }).format(next)}`
-        : undefined,
-    });
-    const writer = await queue.begin(id);
-    await writer.write(body);
-    const envs = await queue.commit(writer, body.length, {
-      sender: '', recipients: [{ address: env.sender }], bodyType: isAscii(body) ? '7BIT' : '8BITMIME', smtputf8: false, dsn: {}, client: { via: 'dsn' },
-    });
-    log.info({ qid: id, about: env.id, kind, to: env.sender, rcpts: notices.map((n) => n.address) }, 'delivery status notification queued');
-    void afterIntake(envs);
-  };
+  // notices (RFC 3464 DSNs) are queued like any message and sent as intake would
+  const notify = (env: Envelope, notices: Notice[], kind: NoticeKind) => queueNotice({
+    config, queue, log, now, newId, nextWindow: () => triggers.nextWindow(), afterIntake: (envs) => void afterIntake(envs),
+  }, env, notices, kind);
 
   let windows!: Windows;
   const runner = new QueueRunner({
@@ -256,16 +233,15 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed'));
     return mode === 'interactive' ? run : undefined;
   };
-  // a sendmail's pickup request carries its message's delivery mode (-odi/-odb/-odq): while requests
-  // wait, what the pickup queues waits for them to claim it; the rest goes when the last is answered
-  const submissions = { asking: 0, picked: new Map<string, Envelope[]>() };
-
+  // a sendmail's request carries its own message's delivery wish (-odi/-odb/-odq) across the pickup
+  let submissions!: Submissions;
   const pickup = new MaildropPickup({
     spool: config.spool, hostname: config.hostname, queue, log, now, newId, userName: (uid) => userName(uid),
-    onQueued: (envs) => (submissions.asking === 0 || !envs.length ? afterIntake(envs) : void submissions.picked.set(envs[0].id, envs)),
+    onQueued: (envs) => submissions.onQueued(envs),
     // the message and its JSON header line
     maxBytes: () => config.smtp.maxMessageSize + 1_048_576,
   });
+  submissions = new Submissions({ pickup: () => pickup.run(), outcome: (n) => pickup.outcome(n), afterIntake });
   // the route table already holds the hold classes' domains (reloaded with it)
   const etrnServer = new EtrnServer({ config: () => config, holdDomains: () => table.holdDomains, queue, runner, log, now });
   const intake = new SmtpIntake({
@@ -339,116 +315,18 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
 
   triggers.schedule();
 
-  const select = async (sel: Selection) => (await queue.list(sel)).map(summarize);
   const status = new Status({
     config: () => config, table: () => table, queue, metrics, problems, link, windows: () => windows, recentWindows: () => history.recent(), dns: resolver.counters,
     lastEtrn: () => etrnServer.last, listen: () => bound, nextWindow: () => triggers.nextWindow(), now, startedAt, cpus: os.availableParallelism(),
   });
-  const handlers = new Map<string, ControlHandler>([
-    ['ping', async () => ({ pid: process.pid })],
-    ['flush', async (args, emit) => {
-      const selection = (args.selection as Selection | undefined) ?? { selectors: [], quarantined: false };
-      log.info({ cause: 'operator', selection: selection.selectors, dryRun: Boolean(args.dryRun) }, 'flush');
-      if (args.dryRun) {
-        // what a window would send, and where, without touching the network
-        return runner.run({ trigger: { kind: 'flush', names: selection.selectors.length > 0 }, selection, dryRun: true, assumeLink: true });
-      }
-      const window = windows.request({ cause: 'operator', selection, onEvent: args.verbose ? (e: RunEvent) => emit(e) : undefined });
-      // a daemonless run answers a second flush only when its window is over: that one waits its turn
-      if (!args.wait && !args.verbose && !standalone) {
-        window.catch((err) => log.error({ err: (err as Error).message }, 'flush failed'));
-        return { started: true };
-      }
-      return window;
-    }],
-    ['link', async (args) => {
-      const state = args.state === 'up' ? 'up' : args.state === 'down' ? 'down' : null;
-      if (!state) throw new UsageError('link: say up or down');
-      const changed = link.report(state, 'operator', typeof args.iface === 'string' ? args.iface : undefined);
-      return { ...link.current, changed };
-    }],
-    ['etrn', async (args) => {
-      const domains = Array.isArray(args.domains) && args.domains.length ? args.domains.map(String) : config.etrn.domains;
-      const relay = typeof args.relay === 'string' ? [args.relay] : config.etrn.relay;
-      if (!relay.length) throw new UsageError('etrn: no relay (set etrn.relay or give --relay HOST[:PORT])');
-      if (!domains.length) throw new UsageError('etrn: no domains (set etrn.domains or name them)');
-      return etrn(relay, domains);
-    }],
-    ['pickup', async (args) => {
-      const name = typeof args.name === 'string' ? args.name : undefined;
-      const modes = ['interactive', 'background', 'queue', 'deferred'] as const;
-      const mode = modes.find((m) => m === args.deliveryMode) ?? config.deliveryMode;
-      let attempt: Promise<void> | undefined;
-      if (name) submissions.asking++;
-      let result;
-      try {
-        result = await pickup.run();
-      } finally {
-        if (name) submissions.asking--;
-        const own = pickup.outcome(name ?? '')?.[0];
-        const envs = own === undefined ? undefined : submissions.picked.get(own);
-        if (own !== undefined) submissions.picked.delete(own);
-        if (envs) attempt = afterIntake(envs, mode);
-        if (submissions.asking === 0) {
-          const rest = [...submissions.picked.values()];
-          submissions.picked.clear();
-          for (const envs of rest) void afterIntake(envs);
-        }
-      }
-      // -odi (or deliveryMode interactive): the command returns once this message's attempt is over
-      await attempt;
-      const queued: Record<string, string[]> = {};
-      const refused: string[] = [];
-      for (const [n, ids] of name ? [[name, pickup.outcome(name)] as const] : result) {
-        if (ids) queued[n] = ids;
-        else if (ids === null) refused.push(n);
-      }
-      return { picked: Object.keys(queued), queued, refused };
-    }],
-    ['mailq', async (args, emit) => {
-      const sel = args.selection as Selection;
-      if (args.format !== 'text' && args.format !== 'groups') return select(sel);
-      // the listing the queue keeps in memory: no file is read; right after a start the sweep is
-      // still listing the queue: wait for it (seconds) rather than read every envelope twice
-      const listed = ((await queue.listingReady) && queue.listed(sel)) || (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
-      if (args.format === 'groups') {
-        // mailq -bP: entries per queue group
-        const byGroup: Record<string, number> = {};
-        for (const l of listed) byGroup[l.group] = (byGroup[l.group] ?? 0) + 1;
-        return byGroup;
-      }
-      // the text goes out piece by piece
-      for (const text of mailqPieces(config.spool, listed, sel.quarantined)) await emit({ text });
-      return { streamed: true };
-    }],
-    ['hold', async (args) => Promise.all(ids(args).map((id) => queue.hold(id, typeof args.reason === 'string' ? args.reason : undefined)))],
-    ['release', async (args) => Promise.all(ids(args).map((id) => queue.release(id)))],
-    ['quarantine', async (args) => {
-      const reason = String(args.reason ?? '');
-      const targets = args.selection ? (await queue.list(args.selection as Selection)).map((l) => l.env.id) : ids(args);
-      for (const id of targets) await queue.quarantine(id, reason);
-      return { changed: targets };
-    }],
-    ['status', async () => status.report()],
-    // sendmail -bi / newaliases: the aliases (and every other classic file) now
-    ['reload', async () => {
-      const problems = await reload('newaliases');
-      if (problems) throw new ConfigError(problems);
-      return { reloaded: true, aliases: maps.aliases.size };
-    }],
-  ]);
   // the socket is taken at once (a second daemon must fail early), but commands wait for the queue
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
-  const gated = new Map([...handlers].map(([name, h]): [string, ControlHandler] => [name, async (args, emit) => {
-    await ready;
-    // changing the queue or the link: root, our own user or group quietlink-admin (SPEC §11)
-    if (needsAdmin(name, args) && !(await mayAdminister(await credentialUid(config.spool, args.cred, now())))) {
-      throw new PermissionError(`Permission denied: "${name}${name === 'etrn' ? ' --relay' : ''}" needs root or the ${ADMIN_GROUP} group`);
-    }
-    return h(args, emit);
-  }]));
-  const control = new ControlServer(config.spool, gated, log);
+  const handlers = controlHandlers({
+    config: () => config, log, now, queue, runner, windows, link, submissions, status, standalone: Boolean(standalone),
+    etrn: (relays, domains) => etrn(relays, domains), reload, aliasCount: () => maps.aliases.size,
+  });
+  const control = new ControlServer(config.spool, gated(handlers, ready, config.spool, now), log);
   await control.start();
   let bound: Array<{ host: string; port: number }> = [];
   try {
