@@ -28,6 +28,7 @@ import type { Deliverer, Job } from '../delivery/deliverer.js';
 import type { Target } from '../delivery/resolver.js';
 import type { SessionEvent } from '../delivery/smtp-session.js';
 import { JobQueue } from './job-queue.js';
+import { Slots } from './slots.js';
 
 export const DESTINATION_CONNECTIONS = 4;
 const CHUNK = 1000;
@@ -118,31 +119,6 @@ interface RunState {
   jobsPerGroup?: Map<string, number>;
 }
 
-class Slots {
-  private waiting: Array<() => void> = [];
-  private readonly size: number;
-  constructor(private free: number) {
-    this.size = free;
-  }
-
-  get isIdle(): boolean {
-    return this.free === this.size && this.waiting.length === 0;
-  }
-
-  async acquire(): Promise<() => void> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    };
-  }
-}
-
 export class QueueRunner {
   private readonly slots: Slots;
   /** Connections per next hop, across all runs at once (an intake run, a window, an ETRN flush). */
@@ -229,6 +205,8 @@ export class QueueRunner {
       permanentLink: this.deps.permanentLink(),
     };
     const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
+    /** The request named what it wants (ETRN, flush -qR/-qS/-qI/-qG). */
+    const named = opts.trigger.kind === 'etrn' || (opts.trigger.kind === 'flush' && opts.trigger.names);
     locs.sort((a, b) => a.env.priority - b.env.priority);
     // a dry run is gated too: demand mode's check must not dial for mail the load would hold back
     const gate = explicit ? null : this.deps.loadGate?.() ?? null;
@@ -236,7 +214,8 @@ export class QueueRunner {
       if (this.stopping) break;
       const candidate = loc.env;
       if (opts.group && candidate.group !== opts.group) continue;
-      if (this.groupRunners(candidate.group) === 0) continue;
+      // runners 0: never by a scheduled run, but a flush or ETRN that asks for it gets it (SPEC §7: someone asked)
+      if (!named && this.groupRunners(candidate.group) === 0) continue;
       if (opts.selection && !matches(opts.selection, candidate)) continue;
       // fresh intake goes at once; everything else waits for its retry time unless asked for explicitly
       if (!explicit && !opts.ids && !isDue(candidate.nextAttempt, now)) continue;

@@ -117,3 +117,39 @@ test('ISP: the class file is reloaded without a restart; a bad line keeps the ol
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('ETRN #group for a queue group with runners 0 runs that group (someone asked), and the reply says what started', { timeout: 60_000 }, async () => {
+  const customer = await startSink();
+  const dir = await tempDir();
+  await fs.writeFile(path.join(dir, 'CustDoms'), 'cust1.dom\n');
+  const config = await writeConfig(dir, {
+    smtp: { mynetworks: ['127.0.0.1/32'] },
+    routes: [{ domain: 'cust1.dom', qsmtp: `[127.0.0.1]:${customer.port}` }],
+    classes: { CustDoms: { file: 'CustDoms' } },
+    etrnServer: { allow: ['127.0.0.0/8'] },
+    queue: { groups: [{ name: 'grpb', runners: 0, match: ['cust1.dom'] }] },
+    link: { mode: 'permanent' },
+  });
+  const d = await startDaemon(config);
+  try {
+    for (const to of ['a@cust1.dom', 'b@cust1.dom']) assert.equal((await fromOutside(d.port, to)).code, 250, to);
+    assert.equal((await runCli(['flush', '-c', config, '--wait'])).code, 0);
+    assert.equal(customer.connections, 0, 'runners 0: not by an ordinary run');
+    const c = await RawSmtp.connect(d.port, '127.0.0.2');
+    try {
+      await c.reply();
+      await c.cmd('EHLO customer.test');
+      const r = await c.cmd('ETRN #grpb');
+      assert.equal(r.code, 253, r.text);
+      assert.match(r.text, /2 pending messages for node #grpb started/);
+    } finally {
+      c.close();
+    }
+    await customer.waitMessages(2);
+    assert.deepEqual(customer.messages.map((m) => m.to[0]).sort(), ['a@cust1.dom', 'b@cust1.dom']);
+  } finally {
+    await d.stop();
+    await customer.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
