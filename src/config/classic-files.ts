@@ -4,7 +4,15 @@
  *
  *   mailertable   `key  mailer:host[,host...]`  (key: a.b.c, .b.c, .)
  *   class file    `F{CustDoms} -o`: one domain a line (several words allowed), `#` comments
+ *   recipients    `user@cust1.dom` or `@cust1.dom` (every user), one a line, `#` comments
+ *                 (Postfix's relay_recipient_maps as a plain list)
  *   authinfo      `AuthInfo:host "U:user" "I:authzid" "P:secret" "M:PLAIN LOGIN"`
+ *
+ * A class (and `smtp.localDomains`) matches as sendmail's classes do: an
+ * entry `cust1.dom` is that domain only; `.cust1.dom` is cust1.dom and every
+ * subdomain of it (matchesClass). Subdomains are never implied: an outsider
+ * must not reach `x@nosuch.cust1.dom` or `user@gw.office.example` unless the
+ * administrator wrote the dot.
  *
  * Parsers are pure (text in, entries and file:line problems out); readers add
  * the file I/O. A bad line is reported and skipped; the caller decides
@@ -13,6 +21,7 @@
 import fs from 'node:fs/promises';
 import type { ConfigProblem } from '../errors.js';
 import { isHostname } from './cidr.js';
+import { isValidMailbox } from '../intake/address.js';
 
 export interface MailertableEntry {
   key: string;
@@ -76,6 +85,44 @@ export function parseClassFile(text: string, file: string): Parsed<string> {
       const d = word.toLowerCase().replace(/\.$/, '');
       if (isHostname(d.replace(/^\./, ''))) entries.push(d);
       else problems.push({ file, line, message: `invalid domain "${word}"` });
+    }
+  }
+  return { entries, problems };
+}
+
+/** A class entry as matchesClass() wants it: lower case, no trailing dot (`.dom` keeps its leading dot). */
+export function classEntry(entry: string): string {
+  return entry.toLowerCase().replace(/\.$/, '');
+}
+
+/**
+ * Whether `domain` is in a class whose entries went through classEntry():
+ * `dom` matches dom only; `.dom` matches dom and any name ending in `.dom`.
+ */
+export function matchesClass(domain: string, entries: ReadonlySet<string>): boolean {
+  const d = domain.toLowerCase().replace(/\.$/, '');
+  if (!d) return false;
+  if (entries.has(d) || entries.has(`.${d}`)) return true;
+  for (let dot = d.indexOf('.'); dot >= 0; dot = d.indexOf('.', dot + 1)) {
+    if (entries.has(d.slice(dot))) return true;
+  }
+  return false;
+}
+
+/**
+ * A recipient list (`classes.NAME.recipients`): `user@domain` (compared in
+ * lower case, as Postfix's table lookups are) or `@domain` for every user
+ * of that domain. Entries come out lower case: `a@b.example`, `@b.example`.
+ */
+export function parseRecipientList(text: string, file: string): Parsed<string> {
+  const entries: string[] = [];
+  const problems: ConfigProblem[] = [];
+  for (const [line, content] of meaningfulLines(text)) {
+    for (const word of content.split(/\s+/)) {
+      const entry = word.toLowerCase().replace(/\.$/, '');
+      const ok = entry.startsWith('@') ? isHostname(entry.slice(1)) : isValidMailbox(entry, true);
+      if (ok) entries.push(entry);
+      else problems.push({ file, line, message: `invalid recipient "${word}" (use user@domain or @domain)` });
     }
   }
   return { entries, problems };

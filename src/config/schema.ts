@@ -28,6 +28,14 @@ const cidr = z.string().refine((s) => { try { parseCidr(s); return true; } catch
 const listenAddress = z.string().refine((s) => { try { parseHostPort(s); return true; } catch { return false; } }, { message: 'invalid listen address (use host:port, e.g. 127.0.0.1:25)' });
 const hostWithOptionalPort = z.string().refine((s) => { try { parseHostPort(s, 0); return true; } catch { return false; } }, { message: 'invalid host (use host or host:port)' });
 const domain = z.string().transform((s) => s.toLowerCase()).refine((s) => isHostname(s.replace(/^[.@]/, '')), { message: 'invalid domain name' });
+/**
+ * An entry of a class or of smtp.localDomains: `dom` is that domain only,
+ * `.dom` also its subdomains (sendmail's class semantics); lower case, a
+ * trailing dot dropped. `@dom` means nothing here and is refused.
+ */
+const classDomain = z.string().transform((s) => s.toLowerCase().replace(/\.$/, '')).refine((s) => isHostname(s.replace(/^\./, '')), {
+  message: 'invalid domain name (write dom for the domain only, .dom to add its subdomains)',
+});
 /** A route target as the mailertable writes it: `[host]`, `host`, `[host]:587`, comma-separated for failover. */
 const routeTarget = z.string().refine((s) => s.split(',').every((h) => /^(\[[^\]\s]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(h.trim())), {
   message: 'invalid host list (use [host], host, [host]:port, separated by commas)',
@@ -84,7 +92,7 @@ export const configSchema = z.strictObject({
   smtp: z.strictObject({
     listen: z.array(listenAddress).default(['127.0.0.1:25']),
     mynetworks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
-    localDomains: z.array(domain).default([]),
+    localDomains: z.array(classDomain).default([]),
     maxMessageSize: size.default(25 * 1024 * 1024),
     maxRecipients: z.number().int().positive().default(100),
     greetPause: duration.default(0),
@@ -106,9 +114,11 @@ export const configSchema = z.strictObject({
   classes: z.record(
     z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'class names use letters, digits and _'),
     z.strictObject({
-      domains: z.array(domain).default([]),
+      domains: z.array(classDomain).default([]),
       file: z.string().min(1).optional(),
       optional: z.boolean().default(false),
+      /** Postfix's relay_recipient_maps: `user@dom` / `@dom` lines; others of the class get 550 5.1.1 at RCPT. Never optional. */
+      recipients: z.string().min(1).optional(),
     }),
   ).default({}),
   holdClasses: z.array(z.string()).default(['CustDoms']),

@@ -3,11 +3,25 @@
  * the MIME builder): multipart/report; report-type=delivery-status with a
  * human part, message/delivery-status, and the original message
  * (message/rfc822) or only its headers (text/rfc822-headers, RET=HDRS).
+ *
+ * Backscatter (SPEC §9): a DSN about mail that came from outside the LAN
+ * (SMTP from an address outside smtp.mynetworks, not authenticated) carries
+ * the headers only, whatever RET said: its sender may be forged, and the
+ * body would be the attacker's payload sent on to a victim. The caller
+ * says so with DsnInput.headersOnly (isFromOutside() decides).
  */
 import MimeNode from 'nodemailer/lib/mime-node';
 import type { Envelope } from '../queue/envelope.js';
 import type { Notice, NoticeKind } from '../scheduler/apply-results.js';
 import { rfc5322Date } from '../intake/received.js';
+
+/**
+ * Whether a message came from outside the LAN: over SMTP, from an address
+ * not in smtp.mynetworks, without AUTH. Local submissions and DSNs are ours.
+ */
+export function isFromOutside(client: Envelope['client'], mynetworks: { has(ip: string): boolean }): boolean {
+  return client.via === 'smtp' && !client.user && !(client.ip !== undefined && mynetworks.has(client.ip));
+}
 
 export interface DsnInput {
   hostname: string;
@@ -21,11 +35,26 @@ export interface DsnInput {
   /** A sentence about the next try, e.g. "waiting for the next scheduled connection at 08:00". */
   nextTry?: string;
   messageId: string;
+  /** Never return the body (RET=HDRS forced), e.g. for mail from outside the LAN; default false. */
+  headersOnly?: boolean;
 }
 
-function headersOf(message: Buffer): Buffer {
-  const end = message.indexOf('\r\n\r\n');
-  return end < 0 ? message : message.subarray(0, end + 2);
+/**
+ * The header section: up to the empty line, and never past the first line
+ * that is neither a header field nor its continuation (a message without an
+ * empty line must not smuggle its body into a headers-only DSN).
+ */
+export function headersOf(message: Buffer): Buffer {
+  let at = 0;
+  while (at < message.length) {
+    const nl = message.indexOf('\n', at);
+    const end = nl < 0 ? message.length : nl + 1;
+    const line = message.subarray(at, end).toString('latin1').replace(/\r?\n$/, '');
+    const isField = /^[!-9;-~]+:/.test(line) || (at > 0 && /^[ \t]/.test(line));
+    if (!isField) break;
+    at = end;
+  }
+  return message.subarray(0, at);
 }
 
 export function composeDsn(d: DsnInput): Promise<Buffer> {
@@ -70,7 +99,7 @@ export function composeDsn(d: DsnInput): Promise<Buffer> {
     ...(n.action === 'delayed' && d.willRetryUntil ? [`Will-Retry-Until: ${rfc5322Date(d.willRetryUntil)}`] : []),
   ].join('\r\n'));
   root.createChild('message/delivery-status').setContent(`${[perMessage, ...perRecipient].join('\r\n\r\n')}\r\n`);
-  const headersOnly = d.env.dsn.ret === 'HDRS' || !failed;
+  const headersOnly = d.headersOnly === true || d.env.dsn.ret === 'HDRS' || !failed;
   root.createChild(headersOnly ? 'text/rfc822-headers' : 'message/rfc822').setContent(headersOnly ? headersOf(d.original) : d.original);
   return new Promise((resolve, reject) => root.build((err: Error | null, buf: Buffer) => (err ? reject(err) : resolve(buf))));
 }

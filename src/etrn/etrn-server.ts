@@ -15,6 +15,7 @@ import { isHostname } from '../config/cidr.js';
 import type { Queue } from '../queue/queue.js';
 import type { QueueRunner } from '../scheduler/queue-runner.js';
 import { domainOf } from '../intake/address.js';
+import { classEntry, matchesClass } from '../config/classic-files.js';
 
 export type EtrnTarget =
   | { kind: 'domain'; domain: string; subdomains: boolean }
@@ -40,10 +41,14 @@ export function nodeName(t: EtrnTarget): string {
   return t.kind === 'group' ? `#${t.group}` : `${t.subdomains ? '@' : ''}${t.domain}`;
 }
 
-/** Pure: may this target be flushed at all? (the client network is checked apart) */
+/**
+ * Pure: may this target be flushed at all? (the client network is checked
+ * apart) `allowedDomains` are class entries (classEntry()): `dom` allows dom
+ * only, `.dom` dom and its subdomains, as the hold classes match.
+ */
 export function targetAllowed(t: EtrnTarget, allowedDomains: ReadonlySet<string>, groups: readonly string[]): boolean {
   if (t.kind === 'group') return groups.includes(t.group);
-  return allowedDomains.has(t.domain);
+  return matchesClass(t.domain, allowedDomains);
 }
 
 const RATE_WINDOW = 60_000;
@@ -89,7 +94,7 @@ export class EtrnServer {
     const node = nodeName(t);
     const c = this.deps.config();
     if (!new NetworkList(c.etrnServer.allow).has(client)) return { code: 459, text: `Node ${node} not allowed: client ${client} may not use ETRN` };
-    const allowed = new Set(c.etrnServer.domains ?? this.deps.holdDomains());
+    const allowed = new Set([...(c.etrnServer.domains ?? this.deps.holdDomains())].map(classEntry));
     if (!targetAllowed(t, allowed, c.queue.groups.map((g) => g.name))) return { code: 459, text: `Node ${node} not allowed` };
     const now = this.deps.now();
     const times = (this.recent.get(client) ?? []).filter((x) => now - x < RATE_WINDOW);

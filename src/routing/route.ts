@@ -4,8 +4,11 @@
  * Lookup for `user@a.b.c`: the keys `a.b.c`, `.b.c`, `.c`, `.` in that order;
  * for each key the inline `routes` list first, then the classic mailertable.
  * No match: `smartHost` (a list, tried in order), else the domain's MX.
- * Domains of the hold classes (and their subdomains) go through `qsmtp`
- * with holdUntilEtrn, to the host their own entry names or to their MX.
+ * Domains of the hold classes go through `qsmtp` with holdUntilEtrn, to the
+ * host their own entry names or to their MX. A class entry `cust1.dom` holds
+ * that domain only, `.cust1.dom` also its subdomains (sendmail's class
+ * semantics, config/classic-files.ts matchesClass): an unlisted subdomain is
+ * routed like any other domain (and intake refuses it from outside).
  *
  * Route properties: `link`, `expensive` (qsmtp, or set), `holdUntilEtrn`.
  * `link` is what an inline route sets; otherwise it is false only when every
@@ -23,7 +26,7 @@
  */
 import net from 'node:net';
 import type { Config, MailerName } from '../config/schema.js';
-import type { MailertableEntry } from '../config/classic-files.js';
+import { classEntry, matchesClass, type MailertableEntry } from '../config/classic-files.js';
 import { NetworkList } from '../config/cidr.js';
 import type { HostsMap } from '../dns/hosts-file.js';
 
@@ -67,7 +70,7 @@ export interface RouteTable {
   lan: NetworkList;
   /** The dns.hosts names, which the resolver answers locally (no packet over the link). */
   lanHosts: HostsMap;
-  /** Domains of the hold classes (a leading dot not needed: subdomains are included). */
+  /** Entries of the hold classes, as classEntry() writes them: `dom` (only dom) or `.dom` (dom and its subdomains). */
   holdDomains: ReadonlySet<string>;
 }
 
@@ -100,7 +103,7 @@ export function buildRouteTable(
   const file = new Map<string, RouteEntry>();
   for (const e of mailertable) if (!file.has(e.key)) file.set(e.key, { key: e.key, mailer: e.mailer, hosts: e.hosts });
   const holdDomains = new Set<string>();
-  for (const cls of config.holdClasses) for (const d of classes.get(cls) ?? []) holdDomains.add(d.replace(/^\./, ''));
+  for (const cls of config.holdClasses) for (const d of classes.get(cls) ?? []) holdDomains.add(classEntry(d));
   return { inline, mailertable: file, smartHost: config.smartHost, lan: new NetworkList(config.lanNetworks), lanHosts: hostsMap, holdDomains };
 }
 
@@ -114,9 +117,9 @@ export function lookupKeys(domain: string): string[] {
   return keys;
 }
 
-function isHeld(domain: string, holdDomains: ReadonlySet<string>): boolean {
-  for (const key of lookupKeys(domain)) if (key !== '.' && holdDomains.has(key.replace(/^\./, ''))) return true;
-  return false;
+/** Whether mail for `domain` is held until ETRN: it is in a hold class (exactly, or under a `.dom` entry). */
+export function isHeld(domain: string, holdDomains: ReadonlySet<string>): boolean {
+  return matchesClass(domain, holdDomains);
 }
 
 /** Whether one host needs the link, and why. */

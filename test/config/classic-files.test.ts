@@ -1,6 +1,12 @@
+/**
+ * sendmail's classic files, parsed as text (pure): mailertable, class files
+ * (with `.dom` entries), authinfo and the per-class recipient lists
+ * (classes.NAME.recipients, issue 15).
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAuthinfo, parseClassFile, parseMailertable } from '../../src/config/classic-files.js';
+import { parseAuthinfo, parseClassFile, parseMailertable, parseRecipientList } from '../../src/config/classic-files.js';
+import { parseConfigText } from '../../src/config/load.js';
 
 test('parseMailertable() reads sendmail mailertable lines', () => {
   const { entries, problems } = parseMailertable(`# comment
@@ -44,4 +50,32 @@ something else
   assert.equal(entries[1].password, 'pass');
   assert.equal(entries[1].allowPlaintext, true);
   assert.deepEqual(problems.map((p) => p.line), [3, 4]);
+});
+
+test('parseRecipientList() reads user@domain and @domain lines with comments, in lower case', () => {
+  const { entries, problems } = parseRecipientList([
+    '# customers of cust1.dom (relay_recipient_maps)',
+    'Alice@Cust1.Dom',
+    'bob@cust1.dom   # bob',
+    '@Cust2.Dom',
+    'carol@cust1.dom. dave@cust1.dom',
+    '',
+    'nobody',
+    '@',
+    'a b@cust1.dom',
+    '@bad_domain!',
+  ].join('\n'), '/etc/quietlink/CustDoms.rcpt');
+  assert.deepEqual(entries, ['alice@cust1.dom', 'bob@cust1.dom', '@cust2.dom', 'carol@cust1.dom', 'dave@cust1.dom', 'b@cust1.dom'], 'several words a line, as in a class file');
+  assert.deepEqual(problems.map((p) => [p.line, p.message]), [
+    [7, 'invalid recipient "nobody" (use user@domain or @domain)'],
+    [8, 'invalid recipient "@" (use user@domain or @domain)'],
+    [9, 'invalid recipient "a" (use user@domain or @domain)'],
+    [10, 'invalid recipient "@bad_domain!" (use user@domain or @domain)'],
+  ]);
+});
+
+test('classes.NAME.recipients names the list file; the class file keeps ".dom" entries', () => {
+  const c = parseConfigText('classes:\n  CustDoms: { domains: [cust1.dom], recipients: CustDoms.rcpt }\n', '/etc/quietlink/quietlink.yaml');
+  assert.match(c.classes.CustDoms.recipients ?? '', /(^|\/)CustDoms\.rcpt$/, 'as written, or resolved against the configuration\'s folder');
+  assert.deepEqual(parseClassFile('.Cust1.Dom.\n', 'f').entries, ['.cust1.dom']);
 });

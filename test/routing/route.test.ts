@@ -1,3 +1,8 @@
+/**
+ * route() (SPEC §3), pure: the mailertable lookup order, smartHost and MX,
+ * the link default of each host, hold classes (exact class entries, issue
+ * 15) and mayAttempt(). Tables of cases; no I/O.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildRouteTable, lookupKeys, parseHosts, route } from '../../src/routing/route.js';
@@ -66,8 +71,10 @@ test('without dns.hosts, link is true unless every host is an address inside lan
   assert.equal(route('far.example', table('', '')).link, true, 'MX needs the link');
   const held = route('cust1.dom', t);
   assert.deepEqual([held.mailer, held.expensive, held.holdUntilEtrn, held.nexthop], ['qsmtp', true, true, 'qsmtp:[cust1-gw.isp.example]:25']);
-  const heldSub = route('mail.cust2.dom', t);
-  assert.deepEqual([heldSub.mailer, heldSub.holdUntilEtrn, heldSub.via], ['qsmtp', true, 'mx'], 'a held domain never takes the "." default');
+  const heldCust2 = route('cust2.dom', t);
+  assert.deepEqual([heldCust2.mailer, heldCust2.holdUntilEtrn, heldCust2.via], ['qsmtp', true, 'mx'], 'a held domain never takes the "." default');
+  const sub = route('mail.cust2.dom', t);
+  assert.deepEqual([sub.mailer, sub.holdUntilEtrn, sub.via], ['relay', false, 'mailertable'], 'an unlisted subdomain of a hold domain is not held (class entries match exactly)');
 });
 
 test('parseHosts() reads [host], host, :port and IPv6 literals', () => {
