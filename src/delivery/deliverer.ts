@@ -55,6 +55,8 @@ export interface HopOptions {
   dialRetry?: (what: string) => Promise<boolean>;
   /** The hop's addresses, looked up by the caller (who merges hops that reach the same ones), or why they could not be. */
   resolved?: Target[] | Error;
+  /** Asked before each new connection of a link route: false once the window has lost the link (or closed). */
+  mayConnect?: () => boolean;
   /** Takes one of the global connection slots (queue.maxQueueChildren); returns its release. */
   acquire: () => Promise<() => void>;
   onResult: (job: Job, results: AttemptResult[]) => Promise<void>;
@@ -145,6 +147,16 @@ export class Deliverer {
   }
 
   /**
+   * What makes two next hops one: the same addresses and ports, and the same
+   * AUTH identity (authinfo is chosen by the first host's name), so merging
+   * never sends one route's mail with another's credentials.
+   */
+  hopKey(targets: readonly Target[]): string {
+    const auth = targets[0] ? authFor(this.deps.authinfo(), targets[0]) : undefined;
+    return `${targets.map((t) => `${t.ip}:${t.port}`).join(',')}|${auth ? `${auth.host}:${auth.user ?? ''}` : ''}`;
+  }
+
+  /**
    * Delivers every job the source yields to the route's next hop; resolves
    * when the source is exhausted and every job has a result.
    */
@@ -224,6 +236,11 @@ export class Deliverer {
           signal();
           if (unreachable) {
             await this.failUnreachable(job, unreachable, fail);
+            continue;
+          }
+          if (!session && opts.mayConnect && !opts.mayConnect()) {
+            // the window closed or lost its line: this message waits for the next, no attempt
+            await opts.onResult(job, job.rcpts.map((r) => ({ address: r.address, code: 451, text: '4.4.1 Waiting for the link', waitsForLink: true })));
             continue;
           }
           if (!session) {

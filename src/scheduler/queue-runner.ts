@@ -295,7 +295,7 @@ export class QueueRunner {
     } catch (err) {
       resolved = err as Error;
     }
-    const key = resolved instanceof Error ? nexthop : resolved.map((t) => `${t.ip}:${t.port}`).join(',');
+    const key = resolved instanceof Error ? nexthop : this.deps.deliverer.hopKey(resolved);
     const same = run.hopsByTarget.get(key);
     if (same) {
       run.hops.set(nexthop, same);
@@ -307,6 +307,8 @@ export class QueueRunner {
       connections: DESTINATION_CONNECTIONS,
       resolved,
       dialRetry: rt.link ? run.opts.dialRetry : undefined,
+      // a run outside a window, or one the window outlives, asks again before every new connection (ETRN's held mail: the customer's line is up)
+      mayConnect: rt.link && !rt.holdUntilEtrn ? () => this.deps.linkAvailable(run.opts.trigger) : undefined,
       acquire: async () => {
         // always the hop's slot first, then the global one: one order, no deadlock
         let hop = this.hopSlots.get(key);

@@ -244,6 +244,17 @@ export class Windows {
     if (!etrn || !etrnStartedFlush(etrn.replies)) return 0;
     const c = this.deps.config();
     const etrnAt = this.deps.now();
+    // a line that drops ends the linger at once (a new line is a new window, with its own ETRN)
+    const off = link.state.onChange(() => w.wake?.());
+    try {
+      return await this.lingerLoop(w, etrnAt, c, total, wan, causes);
+    } finally {
+      off();
+    }
+  }
+
+  private async lingerLoop(w: OpenWindow, etrnAt: number, c: Config, total: RunSummary, wan: { first: number | null; last: number | null }, causes: Set<string>): Promise<number> {
+    const { link } = this.deps;
     for (;;) {
       await this.runPasses(w, total, wan, causes);
       const f = link.inboundFacts();
