@@ -97,7 +97,14 @@ export const configSchema = z.strictObject({
     maxRecipients: z.number().int().positive().default(100),
     greetPause: duration.default(0),
     maxConnections: z.number().int().positive().default(100),
-    maxConnectionsPerClient: z.number().int().positive().optional(),
+    /** Per client outside the LAN (lanNetworks + mynetworks); LAN clients are limited by maxConnections only. */
+    maxConnectionsPerClient: z.number().int().positive().default(10),
+    /** Part of maxConnections kept for LAN clients: `20%` or a number of connections. */
+    lanReserve: z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,2}(\.\d+)?%$|^100%$/, 'use a percentage such as 20% or a number of connections')])
+      .default('20%')
+      .transform((v) => (typeof v === 'number' ? { connections: v } : { percent: Number(v.slice(0, -1)) })),
+    /** Bytes per second a client must keep up during DATA after a short grace (Postfix's smtpd_min_data_rate); 0 = off. */
+    minDataRate: z.number().int().nonnegative().default(500),
     /** A bare LF in DATA: a line end (Postfix 3.9's default) or refused; LAN clients are always normalized. */
     bareNewline: z.enum(['normalize', 'reject']).default('normalize'),
     tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
@@ -133,6 +140,8 @@ export const configSchema = z.strictObject({
     datablock: duration.default(3_600_000),
     datafinal: duration.default(3_600_000),
     command: duration.default(3_600_000),
+    /** Inbound: a session completes a transaction (MAIL to the final reply of DATA) within this, or is cut. */
+    session: duration.default(600_000),
     /** The ETRN client's whole exchange (connect, EHLO, every ETRN, QUIT). */
     etrn: duration.default(120_000),
   }).prefault({}),

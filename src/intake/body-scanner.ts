@@ -15,12 +15,21 @@
  *   the outbound client dot-stuffs it (`..`), so it can never end the next
  *   hop's DATA.
  * - 8-bit bytes are noted (the envelope is then 8BITMIME), the size counted.
+ * - A NUL byte anywhere is recorded (hasNul): the message is refused
+ *   (`554 5.6.0`), never stripped, as a NUL means nothing in a mail and is
+ *   where parsers downstream disagree.
+ * - `Received:` fields of the header section are counted (receivedCount,
+ *   up to the first empty line): more than MAX_RECEIVED is a mail loop
+ *   (`554 5.4.6 Too many hops`, RFC 5321 §6.3).
  *
  * Known limit: a chunk is copied only when it holds a bare LF.
  */
 import { isAscii } from 'node:buffer';
 
 const CR = Buffer.from('\r');
+/** More `Received:` fields than this is a loop (Postfix's hopcount_limit is 50; RFC 5321 §6.3 suggests at least 100 for relays, a gateway sees fewer). */
+export const MAX_RECEIVED = 30;
+const RECEIVED = 'received:';
 
 /** What intake does with a bare LF in DATA (SPEC §9, `smtp.bareNewline`). */
 export type BareNewlineAction = 'normalize' | 'reject';
@@ -38,7 +47,18 @@ export class BodyScanner {
   hasBareLf = false;
   hasBareCr = false;
   hasEightBit = false;
+  hasNul = false;
+  /** `Received:` fields in the header section. */
+  receivedCount = 0;
   private prevCR = false;
+  private inHeader = true;
+  /** The first bytes (lower case, up to RECEIVED's length) of the header line being read. */
+  private linePrefix = '';
+
+  /** More than MAX_RECEIVED `Received:` fields: a mail loop. */
+  get hasTooManyHops(): boolean {
+    return this.receivedCount > MAX_RECEIVED;
+  }
 
   /** A bare LF or a bare CR was seen. */
   get hasBareNewline(): boolean {
@@ -50,6 +70,7 @@ export class BodyScanner {
     this.size += chunk.length;
     if (chunk.length === 0) return chunk;
     if (!this.hasEightBit && !isAscii(chunk)) this.hasEightBit = true;
+    if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
     // a CR that ended the previous chunk must be followed by LF
     if (this.prevCR && chunk[0] !== 0x0a) this.hasBareCr = true;
     if (!this.hasBareCr) {
@@ -72,7 +93,25 @@ export class BodyScanner {
     this.prevCR = chunk[chunk.length - 1] === 0x0d;
     const out = pieces.length ? Buffer.concat([...pieces, chunk.subarray(from)]) : chunk;
     this.storedSize += out.length;
+    if (this.inHeader) this.countHeaders(out);
     return out;
+  }
+
+  /** Counts `Received:` lines of the header section in stored (CRLF) data, across chunks. */
+  private countHeaders(data: Buffer): void {
+    let from = 0;
+    while (this.inHeader && from < data.length) {
+      const nl = data.indexOf(0x0a, from);
+      const end = nl === -1 ? data.length : nl;
+      if (this.linePrefix.length < RECEIVED.length) {
+        this.linePrefix += data.toString('latin1', from, Math.min(end, from + RECEIVED.length - this.linePrefix.length)).toLowerCase();
+      }
+      if (nl === -1) return;
+      if (this.linePrefix === '' || this.linePrefix === '\r') this.inHeader = false;
+      else if (this.linePrefix === RECEIVED) this.receivedCount++;
+      this.linePrefix = '';
+      from = nl + 1;
+    }
   }
 
   /** Call once the data has ended. */

@@ -27,12 +27,19 @@
  *   `mayOmitAngleBrackets(remoteAddress)` says so (LAN clients), otherwise
  *   `501 5.5.4` naming the syntax; smtp-server alone refuses them with a
  *   guessed "Bad sender address syntax".
+ * - The bytes and parameters of MAIL/RCPT (command-check.ts), before
+ *   smtp-server decodes them: a non-ASCII address without SMTPUTF8 or one
+ *   that is not UTF-8 is refused (553), never rewritten to U+FFFD; an
+ *   unknown parameter gets `555 5.5.4`.
+ * - The session limits and the half-close (smtp-guards.ts).
  *
  * Known limit: a bare newline check sees one socket chunk at a time and
  * carries the trailing CR across chunks; it runs only in command mode.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { checkAddressCommand } from './command-check.js';
+import { installSmtpGuards, type GuardedConnection, type GuardOptions } from './smtp-guards.js';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 let installed = false;
@@ -47,6 +54,8 @@ export interface ExtensionOptions {
   onEtrn?: EtrnHandler;
   /** May this client leave out the angle brackets around a MAIL/RCPT address? */
   mayOmitAngleBrackets?: (remoteAddress: string) => boolean;
+  /** Session timeout, data rate and error limits (smtp-guards.ts); none without it. */
+  guard?: GuardOptions;
 }
 
 interface StreamInternals {
@@ -63,14 +72,14 @@ interface ConnectionInternals {
   send(code: number, data?: string | string[], context?: string | false): void;
   close(): void;
   name: string;
-  _server: { options: ExtensionOptions; connections: Set<unknown> };
+  _server: { options: ExtensionOptions & { authMethods: string[] }; connections: Set<unknown> };
   _setListeners(callback: () => void): void;
   connectionReady(next?: () => void): void;
   init(): void;
   secure: boolean;
   _isSupported(command: string): boolean;
   hostNameAppearsAs: string | false;
-  session: unknown;
+  session: { envelope?: { smtpUtf8?: boolean } };
   handler_EHLO(command: Buffer, callback: () => void): void;
   handler_ETRN?(command: Buffer, callback: () => void): void;
   handler_MAIL(command: Buffer, callback: () => void): void;
@@ -166,12 +175,20 @@ export function installSmtpExtensions(): void {
   const withBrackets = (verb: 'MAIL FROM' | 'RCPT TO', orig: (command: Buffer, callback: () => void) => void) =>
     function (this: ConnectionInternals, command: Buffer, callback: () => void) {
       const fixed = bracketAddress(command.toString('binary'));
-      if (fixed === null) return orig.call(this, command, callback);
-      if (!this._server.options.mayOmitAngleBrackets?.(this.remoteAddress)) {
+      if (fixed !== null && !this._server.options.mayOmitAngleBrackets?.(this.remoteAddress)) {
         this.send(501, `5.5.4 Syntax: ${verb}:<address> (angle brackets are required)`);
         return callback();
       }
-      return orig.call(this, Buffer.from(fixed, 'binary'), callback);
+      const line = fixed === null ? command : Buffer.from(fixed, 'binary');
+      const refusal = checkAddressCommand(line, {
+        smtpUtf8: Boolean(this.session.envelope?.smtpUtf8),
+        isAuthOffered: this._isSupported('AUTH') && this._server.options.authMethods.length > 0,
+      });
+      if (refusal) {
+        this.send(refusal.code, refusal.text);
+        return callback();
+      }
+      return orig.call(this, line, callback);
     };
   conn.handler_MAIL = withBrackets('MAIL FROM', conn.handler_MAIL);
   conn.handler_RCPT = withBrackets('RCPT TO', conn.handler_RCPT);
@@ -195,4 +212,6 @@ export function installSmtpExtensions(): void {
     }
     return origOnCommand.call(this, command, callback);
   };
+
+  installSmtpGuards(conn as unknown as GuardedConnection);
 }

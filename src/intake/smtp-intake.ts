@@ -15,10 +15,19 @@
  * their mail gets a missing Date: / Message-ID: as it is stored
  * (missing-headers.ts). IntakeDeps.expandRecipient (aliases) rewrites a
  * recipient after the relay and limit checks have seen it as given.
+ *
+ * Under abuse (SPEC §9): connections are admitted by admitClient()
+ * (session-limits.ts: per outside client, a reserve for the LAN); the
+ * session clock, the data rate and the error limits run inside smtp-server
+ * (smtp-guards.ts, told through the `guard` option); AUTH is limited and
+ * slowed (auth-guard.ts); a message with a NUL byte (554 5.6.0) or more than
+ * 30 Received: fields (554 5.4.6) is refused at the end of DATA and nothing
+ * of it is kept. A client's FIN does not end our side (allowHalfOpen): the
+ * replies it is owed still reach it. Repeated errors are logged 5 times a
+ * kind and a session, the rest summed up when it closes.
  */
 import fs from 'node:fs';
-import crypto from 'node:crypto';
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress } from 'smtp-server';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession, type SMTPServerAddress } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { NetworkList, parseHostPort } from '../config/cidr.js';
@@ -26,15 +35,15 @@ import { MailError, smtpReply } from '../errors.js';
 import type { Queue } from '../queue/queue.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueId } from '../queue/queue-id.js';
-import { BodyScanner, bareNewlineAction } from './body-scanner.js';
-import { envelopeRecipients, type Rcpt } from './recipient-expansion.js';
-import { addMissingHeaders, headerSection, type MessageFacts } from './missing-headers.js';
+import type { Rcpt } from './recipient-expansion.js';
 import { domainOf, isValidMailbox } from './address.js';
-import { mayRelay, type RelayPolicy } from './relay-policy.js';
-import { receivedHeader } from './received.js';
+import { mayRelay, postmasterAddress, recipientAllowed, userUnknown, type ClassRecipients, type RelayPolicy } from './relay-policy.js';
 import { installSmtpExtensions, type EtrnHandler, type ExtensionOptions } from './smtp-extensions.js';
-import { precedenceClass } from '../queue/priority.js';
-import { insufficientStorage, isNoSpace } from './disk-policy.js';
+import { guardStateOf, type GuardEvent, type GuardState } from './smtp-guards.js';
+import { admitClient } from './session-limits.js';
+import { ErrorTally } from './error-limits.js';
+import { authFailureDelay, isAuthLocked, verifyUser } from './auth-guard.js';
+import { receiveMessage } from './message-intake.js';
 
 export interface IntakeDeps {
   config: Config;
@@ -60,25 +69,23 @@ export interface IntakeDeps {
    * recorded in its place (aliases). An empty list counts as null.
    */
   expandRecipient?: (address: string) => string[] | null;
+  /**
+   * The hold classes' recipient lists as last loaded (classes.NAME.recipients):
+   * a recipient in a listed class's domains that is not on its list gets
+   * 550 5.1.1 at RCPT, from every client (relay-policy.ts recipientAllowed).
+   */
+  recipientLists?: () => readonly ClassRecipients[];
 }
 
-/** The first block of a message as stored, and what was learnt from its header section. */
-interface FirstBlock {
-  block: Buffer;
-  precedence?: string;
-  /** The fields added (LAN clients only). */
-  added: string[];
-}
+export { verifyUser } from './auth-guard.js';
 
-/** Reads Precedence from the first block and, for a LAN client (`facts`), adds a missing Date / Message-ID. */
-function firstBlock(block: Buffer, facts: MessageFacts | null, isWhole: boolean): FirstBlock {
-  const text = block.toString('latin1');
-  const section = headerSection(text, isWhole);
-  const head = section ? text.slice(0, section.end) : text;
-  const precedence = /(?:^|\r\n)Precedence:[ \t]*([^\r\n]*)/i.exec(head)?.[1];
-  if (!facts || !section) return { block, precedence, added: [] };
-  return { ...addMissingHeaders(block, section, facts), precedence };
-}
+/** What intake keeps on smtp-server's session object. */
+type Session = SMTPServerSession & {
+  /** Counted in the connection limits (decremented at close). */
+  qlCounted?: boolean;
+  qlTally?: ErrorTally;
+  qlGuard?: GuardState;
+};
 
 /** An SMTP error as smtp-server's callbacks take it. */
 function replyError(err: unknown): Error & { responseCode: number } {
@@ -86,16 +93,20 @@ function replyError(err: unknown): Error & { responseCode: number } {
   return Object.assign(new Error(text), { responseCode: code });
 }
 
-const BUFFER_LIMIT = 256 * 1024;
 
 export class SmtpIntake {
   private readonly servers: SMTPServer[] = [];
+  /** Accepted sessions by client address, and all together (every listener). */
   private readonly perClient = new Map<string, number>();
+  private open = 0;
   private readonly policy: RelayPolicy;
+  /** lanNetworks + smtp.mynetworks: not limited per client, may use the reserve. */
+  private readonly lan: NetworkList;
 
   constructor(private readonly deps: IntakeDeps) {
     installSmtpExtensions();
     this.policy = { mynetworks: new NetworkList(deps.config.smtp.mynetworks), openDomains: deps.openDomains };
+    this.lan = new NetworkList([...deps.config.lanNetworks, ...deps.config.smtp.mynetworks]);
   }
 
   private options(): SMTPServerOptions {
@@ -107,6 +118,7 @@ export class SmtpIntake {
     const extensions: ExtensionOptions = {
       ...(this.deps.onEtrn ? { onEtrn: this.deps.onEtrn } : {}),
       mayOmitAngleBrackets: (ip) => this.policy.mynetworks.has(ip),
+      guard: { sessionTimeout: config.timeout.session, minDataRate: s.minDataRate, onGuardEvent: (session, e) => this.onGuardEvent(session as Session, e) },
     };
     const tls = s.tls ? { key: fs.readFileSync(s.tls.key), cert: fs.readFileSync(s.tls.cert), minVersion: 'TLSv1.2' as const } : {};
     return {
@@ -115,7 +127,7 @@ export class SmtpIntake {
       banner: 'quietlink',
       size: s.maxMessageSize,
       rejectOversized: true,
-      maxClients: s.maxConnections,
+      // connections are counted by onConnect (admitClient), across listeners
       maxRecipients: s.maxRecipients,
       disableReverseLookup: true,
       disabledCommands: disabled,
@@ -124,55 +136,87 @@ export class SmtpIntake {
       authMethods: ['PLAIN', 'LOGIN'],
       hideDSN: false,
       hideENHANCEDSTATUSCODES: false,
+      // REQUIRETLS (RFC 8689) would bind us to TLS on every later hop, which nothing enforces
+      hideREQUIRETLS: true,
+      // the replies owed to a client that half-closes still go out (smtp-guards.ts closes after them)
+      allowHalfOpen: true,
       socketTimeout: config.timeout.command,
       closeTimeout: 10_000,
       logger: false,
       onConnect: (session, cb) => this.onConnect(session, cb),
       ...extensions,
       onClose: (session) => this.onClose(session),
-      onAuth: s.auth ? (auth, session, cb) => this.onAuth(auth.username ?? '', auth.password ?? '', cb) : undefined,
+      onAuth: s.auth ? (auth, session, cb) => this.onAuth(auth.username ?? '', auth.password ?? '', session, cb) : undefined,
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => {
-        this.onData(stream, session).then((msg) => cb(null, msg), (err) => cb(replyError(err)));
+        receiveMessage(stream, session, {
+          ...this.deps,
+          isLan: (ip) => this.policy.mynetworks.has(ip),
+          logError: (kind, level, fields, msg) => this.logError(session, kind, level, fields, msg),
+        }).then((msg) => cb(null, msg), (err) => cb(replyError(err)));
       },
     };
   }
 
-  private onConnect(session: SMTPServerSession, cb: (err?: Error) => void): void {
+  private onConnect(session: Session, cb: (err?: Error) => void): void {
     const ip = session.remoteAddress;
-    const limit = this.deps.config.smtp.maxConnectionsPerClient;
-    const count = (this.perClient.get(ip) ?? 0) + 1;
-    this.perClient.set(ip, count);
-    (session as SMTPServerSession & { qlCounted?: boolean }).qlCounted = true;
+    const s = this.deps.config.smtp;
     this.deps.log.info({ sid: session.id, client: ip }, 'connect');
-    const refusal = this.deps.admitConnection?.() ?? (limit !== undefined && count > limit
-      ? new MailError(421, '4.7.0', `Too many connections from ${ip}, try again later`)
-      : null);
+    const refusal = this.deps.admitConnection?.() ?? admitClient(
+      { isLan: this.lan.has(ip), open: this.open, fromClient: this.perClient.get(ip) ?? 0 },
+      { maxConnections: s.maxConnections, maxConnectionsPerClient: s.maxConnectionsPerClient, lanReserve: s.lanReserve },
+      ip,
+    );
     if (refusal) {
       this.deps.log.warn({ sid: session.id, client: ip, reason: refusal.message }, 'connection refused');
       return cb(replyError(refusal));
     }
-    (session as SMTPServerSession & { qlOpen?: boolean }).qlOpen = true;
+    session.qlCounted = true;
+    this.open++;
+    this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
     this.deps.onSession?.('open', ip);
-    const pause = this.deps.config.smtp.greetPause;
+    const pause = s.greetPause;
     if (pause > 0) setTimeout(() => cb(), pause);
     else cb();
   }
 
-  private onClose(session: SMTPServerSession): void {
-    if (!(session as SMTPServerSession & { qlCounted?: boolean }).qlCounted) return;
+  private onClose(session: Session): void {
+    const unlogged = session.qlTally?.unlogged();
+    if (unlogged) this.deps.log.warn({ sid: session.id, client: session.remoteAddress, errors: session.qlGuard?.errors, unlogged }, 'session errors not logged one by one');
+    if (!session.qlCounted) return;
     const ip = session.remoteAddress;
-    if ((session as SMTPServerSession & { qlOpen?: boolean }).qlOpen) this.deps.onSession?.('close', ip);
+    this.deps.onSession?.('close', ip);
+    this.open--;
     const n = (this.perClient.get(ip) ?? 1) - 1;
     if (n <= 0) this.perClient.delete(ip);
     else this.perClient.set(ip, n);
   }
 
-  private onAuth(username: string, password: string, cb: (err: Error | null | undefined, res?: { user: string }) => void): void {
+  /** Logs an error of `kind` for this session, LOGGED_PER_KIND times; the rest is summed up at close. */
+  private logError(session: Session, kind: string, level: 'info' | 'warn', fields: Record<string, unknown>, msg: string): void {
+    if ((session.qlTally ??= new ErrorTally()).record(kind)) this.deps.log[level]({ sid: session.id, client: session.remoteAddress, ...fields }, msg);
+  }
+
+  private onGuardEvent(session: Session, e: GuardEvent): void {
+    const { kind, ...fields } = e;
+    this.deps.log.warn({ sid: session.id, client: session.remoteAddress, ...fields }, `${kind}: session closed`);
+  }
+
+  private onAuth(username: string, password: string, session: Session, cb: (err: Error | null | undefined, res?: { user: string }) => void): void {
     const file = this.deps.config.smtp.auth!.users;
+    const guard = guardStateOf(session);
+    if (isAuthLocked(guard.authFailures)) {
+      this.deps.log.warn({ sid: session.id, client: session.remoteAddress, failures: guard.authFailures }, 'too many failed AUTH attempts: session closed');
+      return cb(replyError(new MailError(421, '4.7.0', 'Too many failed authentication attempts, closing connection')));
+    }
     verifyUser(file, username, password).then(
-      (ok) => (ok ? cb(null, { user: username }) : cb(replyError(new MailError(535, '5.7.8', 'Authentication credentials invalid')))),
+      (ok) => {
+        if (ok) return cb(null, { user: username });
+        guard.authFailures++;
+        this.logError(session, 'auth', 'warn', { failures: guard.authFailures }, 'authentication failed');
+        setTimeout(() => cb(replyError(new MailError(535, '5.7.8', 'Authentication credentials invalid'))), authFailureDelay(guard.authFailures));
+      },
       (err) => {
         this.deps.log.error({ err: (err as Error).message, file }, 'cannot read users file');
         cb(replyError(new MailError(454, '4.7.0', 'Temporary authentication failure')));
@@ -180,7 +224,7 @@ export class SmtpIntake {
     );
   }
 
-  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error) => void): void {
+  private onMailFrom(address: SMTPServerAddress, session: Session, cb: (err?: Error) => void): void {
     const a = address.address;
     if (a !== '' && !isValidMailbox(a, Boolean(session.envelope.smtpUtf8))) {
       return cb(replyError(new MailError(501, '5.1.7', 'Bad sender address syntax')));
@@ -188,16 +232,18 @@ export class SmtpIntake {
     const declared = Number((address.args as Record<string, string> | false | undefined || {}).SIZE ?? 0);
     const full = this.deps.admitMessage?.(Number.isFinite(declared) ? declared : 0);
     if (full) {
-      this.deps.log.warn({ sid: session.id, client: session.remoteAddress, size: declared || undefined, reason: full.message }, 'message refused');
+      this.logError(session, 'message refused', 'warn', { size: declared || undefined, reason: full.message }, 'message refused');
       return cb(replyError(full));
     }
     cb();
   }
 
-  private onRcptTo(address: Rcpt, session: SMTPServerSession, cb: (err?: Error) => void): void {
-    // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted; it means ours
+  private onRcptTo(address: Rcpt, session: Session, cb: (err?: Error) => void): void {
+    // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted; from outside it is the
+    // local domains' postmaster, which stays on the LAN (relay-policy.ts postmasterAddress)
     if (/^postmaster$/i.test(address.address)) {
-      address.address = `postmaster@${this.deps.config.hostname}`;
+      const fromOutside = !this.policy.mynetworks.has(session.remoteAddress) && !session.user;
+      address.address = postmasterAddress(this.deps.config.smtp.localDomains, this.deps.config.hostname, fromOutside);
       return this.expand(address, session, cb);
     }
     const a = address.address;
@@ -209,8 +255,13 @@ export class SmtpIntake {
       this.policy,
     );
     if (!allowed) {
-      this.deps.log.info({ sid: session.id, client: session.remoteAddress, to: a }, 'relaying denied');
+      this.logError(session, 'relaying denied', 'info', { to: a }, 'relaying denied');
       return cb(replyError(new MailError(550, '5.7.1', 'Relaying denied')));
+    }
+    const lists = this.deps.recipientLists?.();
+    if (lists?.length && !recipientAllowed(a, lists)) {
+      this.logError(session, 'user unknown', 'info', { to: a }, 'recipient not in its class\'s recipient list');
+      return cb(replyError(userUnknown()));
     }
     this.expand(address, session, cb);
   }
@@ -233,116 +284,6 @@ export class SmtpIntake {
       this.deps.log.info({ sid: session.id, to: address.address, expanded: list }, 'recipient expanded');
     }
     cb();
-  }
-
-  private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
-    const { queue, config, log, now } = this.deps;
-    const id = this.deps.newId();
-    const env = session.envelope;
-    const rcpts = env.rcptTo;
-    const isLan = this.policy.mynetworks.has(session.remoteAddress);
-    const bareLf = bareNewlineAction(config.smtp.bareNewline, isLan);
-    const scanner = new BodyScanner();
-    const protocol = `ESMTP${session.secure ? 'S' : ''}${session.user ? 'A' : ''}` as const;
-    const trace = Buffer.from(receivedHeader({
-      hostname: config.hostname, id, now: now(), helo: session.hostNameAppearsAs, ip: session.remoteAddress,
-      protocol: session.openingCommand === 'HELO' ? 'SMTP' : protocol,
-      recipient: rcpts.length === 1 ? rcpts[0].address : undefined,
-    }));
-    const admission = this.deps.admitMessage?.(0);
-    let writer: Awaited<ReturnType<Queue['begin']>> | null = null;
-    let failure: unknown = admission ?? null;
-    // the first block is held until it holds the header section (or is BUFFER_LIMIT long):
-    // Precedence is read from it and missing Date / Message-ID are added to it
-    let first: FirstBlock | null = null;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let written = 0;
-    const flush = async (isWhole: boolean) => {
-      let block = Buffer.concat(pending);
-      pending = [];
-      pendingBytes = 0;
-      if (!first) {
-        first = firstBlock(block, isLan ? { id, hostname: config.hostname, now: now() } : null, isWhole);
-        block = Buffer.concat([trace, first.block]);
-      }
-      await writer!.write(block);
-      written += block.length;
-    };
-    try {
-      if (!failure) writer = await queue.begin(id);
-    } catch (err) {
-      failure = err;
-    }
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const stored = scanner.push(chunk);
-      if (failure || scanner.hasBareCr || (scanner.hasBareLf && bareLf === 'reject') || stream.sizeExceeded) continue;
-      pending.push(stored);
-      pendingBytes += stored.length;
-      if (pendingBytes >= BUFFER_LIMIT && writer) {
-        try {
-          await flush(false);
-        } catch (err) {
-          failure = err;
-        }
-      }
-    }
-    scanner.end();
-    const refuse = async (err: unknown): Promise<never> => {
-      await writer?.abort().catch(() => undefined);
-      throw err;
-    };
-    if (stream.sizeExceeded) {
-      await refuse(new MailError(552, '5.3.4', `Message size exceeds fixed limit of ${config.smtp.maxMessageSize} bytes`));
-    }
-    if (scanner.hasBareCr) {
-      log.warn({ sid: session.id, client: session.remoteAddress }, 'refused message with bare CR (SMTP smuggling)');
-      await refuse(new MailError(554, '5.6.0', 'Message contains bare <CR>; line endings must be <CRLF>'));
-    }
-    if (scanner.hasBareLf && bareLf === 'reject') {
-      log.warn({ sid: session.id, client: session.remoteAddress }, 'refused message with bare LF (smtp.bareNewline: reject)');
-      await refuse(new MailError(554, '5.6.0', 'Message contains bare <LF>; line endings must be <CRLF>'));
-    }
-    if (isNoSpace(failure)) {
-      log.warn({ sid: session.id, err: (failure as Error).message }, 'spool file system full: message refused');
-      failure = insufficientStorage(failure);
-    }
-    if (failure) {
-      if (!(failure instanceof MailError)) log.error({ sid: session.id, err: (failure as Error).message }, 'cannot write message to the queue');
-      await refuse(failure);
-    }
-    try {
-      await flush(!first);
-      const done = first as FirstBlock | null;
-      const mailFrom = env.mailFrom || { address: '' };
-      const recipients = envelopeRecipients(rcpts);
-      // 8-bit data without BODY=8BITMIME is kept and sent on as is (sendmail's EightBitMode=pass8)
-      const eightBit = env.bodyType === '8bitmime' || scanner.hasEightBit;
-      const envelopes = await queue.commit(writer!, written, {
-        sender: mailFrom.address,
-        recipients,
-        bodyType: eightBit ? '8BITMIME' : '7BIT',
-        smtputf8: Boolean(env.smtpUtf8),
-        dsn: { ret: (env.dsn?.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: env.dsn?.envid ?? undefined },
-        client: { via: 'smtp', ip: session.remoteAddress, helo: session.hostNameAppearsAs, user: session.user as string | undefined },
-        class: precedenceClass(done?.precedence),
-      });
-      log.info({
-        qid: id, from: mailFrom.address, size: written, nrcpts: recipients.length,
-        to: recipients.map((r) => r.address), relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`,
-        proto: protocol, parts: envelopes.length,
-        ...(scanner.hasBareLf ? { bareLf: 'normalized' } : {}),
-        ...(eightBit && env.bodyType !== '8bitmime' ? { body: '8-bit, undeclared' } : {}),
-        ...(done?.added.length ? { added: done.added.map((l) => l.slice(0, l.indexOf(':'))) } : {}),
-      }, 'queued');
-      const delivering = this.deps.onQueued?.(envelopes);
-      if (delivering) await delivering;
-      return `2.0.0 Ok: queued as ${id}`;
-    } catch (err) {
-      log.error({ qid: id, err: (err as Error).message }, 'cannot commit message to the queue');
-      await writer?.abort().catch(() => undefined);
-      throw err instanceof MailError ? err : isNoSpace(err) ? insufficientStorage(err) : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
-    }
   }
 
   /** Starts listening on every smtp.listen address; resolves with the bound addresses. */
@@ -371,21 +312,4 @@ export class SmtpIntake {
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.servers.length = 0;
   }
-}
-
-/**
- * Checks a password against a users file: `user:scrypt$SALT$HASH` lines,
- * salt and hash in base64 (N=16384, r=8, p=1, 64-byte key).
- */
-export async function verifyUser(file: string, user: string, password: string): Promise<boolean> {
-  const text = await fs.promises.readFile(file, 'utf8');
-  for (const line of text.split(/\r?\n/)) {
-    const m = /^([^:#\s]+):scrypt\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$/.exec(line.trim());
-    if (!m || m[1] !== user) continue;
-    const expected = Buffer.from(m[3], 'base64');
-    const got = await new Promise<Buffer>((resolve, reject) =>
-      crypto.scrypt(password, Buffer.from(m[2], 'base64'), expected.length, (err, key) => (err ? reject(err) : resolve(key))));
-    return got.length === expected.length && crypto.timingSafeEqual(got, expected);
-  }
-  return false;
 }

@@ -65,7 +65,7 @@ test('a message from mynetworks is queued with 250 and shows in mailq and --json
   assert.equal(logged.nrcpts, 2);
 });
 
-test('relaying for an outside client to a foreign domain gets 550 5.7.1; local and CustDoms domains are open', async () => {
+test('relaying for an outside client to a foreign domain gets 550 5.7.1; local and CustDoms domains are open, their subdomains not', async () => {
   // 127.0.0.2 is outside mynetworks (127.0.0.1/32 only)
   const c = await RawSmtp.connect(daemon.port, '127.0.0.2');
   try {
@@ -76,7 +76,9 @@ test('relaying for an outside client to a foreign domain gets 550 5.7.1; local a
     assert.equal(denied.code, 550);
     assert.match(denied.text, /^550 5\.7\.1 Relaying denied/);
     assert.equal((await c.cmd('RCPT TO:<bob@office.example>')).code, 250);
-    assert.equal((await c.cmd('RCPT TO:<bob@mail.cust1.dom>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<bob@cust1.dom>')).code, 250);
+    // the class lists cust1.dom, not .cust1.dom (sendmail's class semantics)
+    assert.match((await c.cmd('RCPT TO:<bob@mail.cust1.dom>')).text, /^550 5\.7\.1 Relaying denied/);
   } finally {
     c.close();
   }

@@ -54,19 +54,23 @@ test('isValidMailbox() follows RFC 5321 syntax', () => {
   assert.ok(isValidMailbox('ü@b.example', true));
 });
 
-test('mayRelay(): mynetworks and authenticated send anywhere; others only to open domains', () => {
-  const policy = { mynetworks: new NetworkList(['127.0.0.0/8', '192.168.1.0/24']), openDomains: new Set(['office.example', 'cust1.dom']) };
+test('mayRelay(): mynetworks and authenticated send anywhere; others only to open domains (exact, or under a .dom entry)', () => {
+  const policy = { mynetworks: new NetworkList(['127.0.0.0/8', '192.168.1.0/24']), openDomains: new Set(['office.example', 'cust1.dom', '.cust2.dom']) };
   const cases: Array<[string, boolean, string, boolean]> = [
     ['192.168.1.5', false, 'far.example', true],
     ['::ffff:192.168.1.5', false, 'far.example', true],
     ['203.0.113.9', false, 'far.example', false],
     ['203.0.113.9', true, 'far.example', true],
     ['203.0.113.9', false, 'office.example', true],
-    ['203.0.113.9', false, 'mail.cust1.dom', true],
+    ['203.0.113.9', false, 'cust1.dom', true],
+    ['203.0.113.9', false, 'mail.cust1.dom', false],
+    ['203.0.113.9', false, 'cust2.dom', true],
+    ['203.0.113.9', false, 'mail.cust2.dom', true],
     ['203.0.113.9', false, 'cust1.dom.evil.example', false],
   ];
   for (const [ip, auth, domain, want] of cases) assert.equal(mayRelay({ clientIp: ip, authenticated: auth, recipientDomain: domain }, policy), want, `${ip} ${auth} ${domain}`);
-  assert.ok(inDomainSet('A.B.Example', new Set(['b.example'])));
+  assert.ok(inDomainSet('A.B.Example', new Set(['.b.example'])));
+  assert.ok(!inDomainSet('A.B.Example', new Set(['b.example'])));
 });
 
 test('parseAddressList() handles names, comments, quotes and groups', () => {
