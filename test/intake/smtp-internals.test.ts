@@ -52,10 +52,11 @@ test('a live connection has the fields the patches read, with the meaning they a
     conn = [...(server as unknown as { connections: Set<Conn> }).connections][0];
     assert.ok(conn, 'SMTPServer.connections (a Set of SMTPConnection) is gone');
     assert.ok((server as unknown as { connections: unknown }).connections instanceof Set, 'SMTPServer.connections is no longer a Set');
-    for (const [field, type] of [['_ready', 'boolean'], ['_closing', 'boolean'], ['_closed', 'boolean'], ['_handlerPending', 'boolean'], ['remoteAddress', 'string'], ['secure', 'boolean']] as const) {
+    for (const [field, type] of [['_ready', 'boolean'], ['_closing', 'boolean'], ['_closed', 'boolean'], ['_handlerPending', 'boolean'], ['_upgrading', 'boolean'], ['remoteAddress', 'string'], ['secure', 'boolean']] as const) {
       assert.equal(typeof conn[field], type, `SMTPConnection.${field} is no longer a ${type}`);
     }
     assert.equal(conn._ready, true, 'SMTPConnection._ready is not true after the greeting');
+    assert.ok(conn._socket instanceof net.Socket, 'SMTPConnection._socket is no longer the socket');
     assert.ok(conn._parser instanceof SMTPStream, 'SMTPConnection._parser is no longer the SMTPStream');
     assert.equal(conn._parser._dataMode, false, 'SMTPStream._dataMode is gone');
     assert.equal(typeof conn._parser.dataBytes, 'number', 'SMTPStream.dataBytes is gone');
