@@ -33,7 +33,8 @@ import { createIdGenerator } from './queue/queue-id.js';
 import type { Envelope } from './queue/envelope.js';
 import type { Selection } from './queue/select.js';
 import { SmtpIntake } from './intake/smtp-intake.js';
-import { openDomainsOf } from './intake/relay-policy.js';
+import { openDomainsOf, recipientListsOf } from './intake/relay-policy.js';
+import { selfIdentity } from './delivery/resolver.js';
 import { MaildropPickup } from './intake/maildrop-pickup.js';
 import { buildRouteTable, type RouteTable } from './routing/route.js';
 import { CachingResolver } from './dns/caching-resolver.js';
@@ -121,6 +122,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   // rebuilt with the dns.hosts names by loadHosts() below: a name mapped into lanNetworks is a LAN route
   let table: RouteTable = buildRouteTable(config, maps.mailertable, maps.classes);
   const openDomains = openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes);
+  let rcptLists = recipientListsOf(maps.classes, maps.recipients);
+  let bound: Array<{ host: string; port: number }> = [];
 
   // the one DNS path of the gateway: the link-gated caching resolver (SPEC §6)
   let hostsMap: HostsMap = new Map();
@@ -161,6 +164,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     resolver,
     log,
     readBody: (env) => queue.readBody(env.id, env.size),
+    self: () => selfIdentity(config.hostname, bound, os.networkInterfaces()),
   });
 
   // notices (RFC 3464 DSNs) are queued like any message and sent as intake would
@@ -249,6 +253,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     // aliases for local recipients (SPEC §11), as reloaded
     expandRecipient: (address) => expandRecipient(address, maps.aliases, localNames(config)),
     onSession: (event, ip) => link.inbound(event, ip),
+    // classes.NAME.recipients (Postfix's relay_recipient_maps): 550 5.1.1 at RCPT
+    recipientLists: () => rcptLists,
     onEtrn: (arg, session, reply) => etrnServer.handle(arg, session, (code, text) => {
       metrics.inc('quietlink_etrn_received_total', { code: String(code) });
       reply(code, text);
@@ -295,6 +301,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       table = buildRouteTable(config, maps.mailertable, maps.classes, hostsMap);
       openDomains.clear();
       for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
+      rcptLists = recipientListsOf(maps.classes, maps.recipients);
       if (rescheduled) triggers.schedule();
       log.info({ reason, routes: table.inline.size + table.mailertable.size, aliases: maps.aliases.size }, 'routes reloaded');
       return null;
@@ -305,7 +312,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       return problems ?? [{ file: configFile, line: 0, message: (err as Error).message }];
     }
   };
-  const watched = standalone ? [] : [configFile, config.mailertable, config.authinfo, config.aliases, ...Object.values(config.classes).map((c) => c.file)].filter((f): f is string => Boolean(f));
+  const watched = standalone ? [] : [configFile, config.mailertable, config.authinfo, config.aliases, ...Object.values(config.classes).flatMap((c) => [c.file, c.recipients])].filter((f): f is string => Boolean(f));
   for (const f of watched) fs.watchFile(f, { interval: 2000, persistent: false }, (cur, prev) => {
     if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino) void reload(`${f} changed`);
   });
@@ -328,7 +335,6 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   });
   const control = new ControlServer(config.spool, gated(handlers, ready, config.spool, now), log);
   await control.start();
-  let bound: Array<{ host: string; port: number }> = [];
   try {
     await queue.init();
     await queue.replayJournal();

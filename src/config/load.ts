@@ -14,7 +14,7 @@ import { parseDocument, LineCounter, isMap, isNode, isPair, isScalar, type Docum
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
 import {
-  parseAuthinfo, parseClassFile, parseMailertable, readClassic,
+  parseAuthinfo, parseClassFile, parseMailertable, parseRecipientList, readClassic,
   type AuthinfoEntry, type MailertableEntry,
 } from './classic-files.js';
 import { aliasMap, parseAliases, type AliasMap } from './aliases.js';
@@ -29,6 +29,8 @@ export interface LoadedConfig {
 export interface ClassicMaps {
   mailertable: MailertableEntry[];
   classes: Map<string, Set<string>>;
+  /** `classes.NAME.recipients`: the addresses (and `@domain` catch-alls) a class accepts. */
+  recipients: Map<string, Set<string>>;
   authinfo: AuthinfoEntry[];
   /** The aliases file (`aliases:`), empty without one. */
   aliases: AliasMap;
@@ -110,7 +112,7 @@ function resolvePaths(config: Config, base: string): Config {
     mailertable: r(config.mailertable),
     authinfo: r(config.authinfo),
     aliases: r(config.aliases),
-    classes: Object.fromEntries(Object.entries(config.classes).map(([k, v]) => [k, { ...v, file: r(v.file) }])),
+    classes: Object.fromEntries(Object.entries(config.classes).map(([k, v]) => [k, { ...v, file: r(v.file), recipients: r(v.recipients) }])),
     smtp: {
       ...config.smtp,
       tls: config.smtp.tls && { cert: r(config.smtp.tls.cert)!, key: r(config.smtp.tls.key)! },
@@ -145,6 +147,7 @@ export async function loadClassicMaps(config: Config): Promise<{ maps: ClassicMa
   const aliases = config.aliases ? await readClassic(config.aliases, parseAliases) : { entries: [], problems: [] };
   problems.push(...aliases.problems);
   const classes = new Map<string, Set<string>>();
+  const recipients = new Map<string, Set<string>>();
   for (const [name, cls] of Object.entries(config.classes)) {
     const set = new Set(cls.domains);
     if (cls.file) {
@@ -153,8 +156,14 @@ export async function loadClassicMaps(config: Config): Promise<{ maps: ClassicMa
       for (const d of parsed.entries) set.add(d);
     }
     classes.set(name, set);
+    if (cls.recipients) {
+      // never optional: a missing list read as "no list" would open the class
+      const list = await readClassic(cls.recipients, parseRecipientList);
+      problems.push(...list.problems);
+      recipients.set(name, new Set(list.entries));
+    }
   }
-  return { maps: { mailertable: mailertable.entries, classes, authinfo: authinfo.entries, aliases: aliasMap(aliases.entries) }, problems };
+  return { maps: { mailertable: mailertable.entries, classes, recipients, authinfo: authinfo.entries, aliases: aliasMap(aliases.entries) }, problems };
 }
 
 /** Configuration plus classic files, or a ConfigError listing every problem. */

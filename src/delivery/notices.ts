@@ -13,7 +13,8 @@ import type { Queue } from '../queue/queue.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueId } from '../queue/queue-id.js';
 import type { Notice, NoticeKind } from '../scheduler/apply-results.js';
-import { composeDsn } from './dsn.js';
+import { composeDsn, isFromOutside } from './dsn.js';
+import { NetworkList } from '../config/cidr.js';
 
 export interface NoticeDeps {
   config: Config;
@@ -39,6 +40,8 @@ export async function queueNotice(d: NoticeDeps, env: Envelope, notices: Notice[
     hostname: config.hostname, now: d.now(), env, notices, kind, original: await queue.readBody(env.id), messageId: id,
     willRetryUntil: Date.parse(env.firstAttempt ?? env.arrivalTime) + config.queue.queueReturn,
     nextTry: kind === 'delay' ? nextTryText(d.nextWindow(), config.flush.timezone) : undefined,
+    // backscatter (SPEC §9): a notice about mail from outside never carries its body
+    headersOnly: isFromOutside(env.client, new NetworkList(config.smtp.mynetworks)),
   });
   const writer = await queue.begin(id);
   await writer.write(body);

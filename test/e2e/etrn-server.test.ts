@@ -35,7 +35,8 @@ test('ISP: CustDoms mail is held without a connection (cron, interval, link-up, 
   const customer = await startSink({ holdData });
   const dir = await tempDir();
   await fs.writeFile(path.join(dir, 'mailertable'), `cust1.dom qsmtp:[127.0.0.1]:${customer.port}\n.cust1.dom qsmtp:[127.0.0.1]:${customer.port}\ncust3.dom qsmtp:[127.0.0.1]:${customer.port}\n`);
-  await fs.writeFile(path.join(dir, 'CustDoms'), '# customers\ncust1.dom\ncust2.dom\ncust3.dom\n');
+  // .cust1.dom: its subdomains too (sendmail's class semantics: a bare name is that domain only)
+  await fs.writeFile(path.join(dir, 'CustDoms'), '# customers\ncust1.dom\n.cust1.dom\ncust2.dom\ncust3.dom\n');
   const config = await writeConfig(dir, {
     smtp: { mynetworks: ['127.0.0.1/32'] },
     mailertable: 'mailertable',

@@ -40,15 +40,16 @@ test('SIGTERM lets a message in flight finish with 250, then the daemon exits 0'
 
 test('connections past smtp.maxConnections or smtp.maxConnectionsPerClient get 421', async () => {
   const dir = await tempDir();
-  const daemon = await startDaemon(await writeConfig(dir, { smtp: { maxConnections: 3, maxConnectionsPerClient: 2 } }));
+  // outside clients (the per-client limit is for them; LAN clients are not limited per client), no LAN reserve
+  const daemon = await startDaemon(await writeConfig(dir, { smtp: { mynetworks: ['127.0.0.1/32'], maxConnections: 3, maxConnectionsPerClient: 2, lanReserve: 0 } }));
   const open: RawSmtp[] = [];
   try {
     for (let i = 0; i < 2; i++) {
-      const c = await RawSmtp.connect(daemon.port);
+      const c = await RawSmtp.connect(daemon.port, '127.0.0.5');
       open.push(c);
       assert.equal((await c.reply()).code, 220);
     }
-    const third = await RawSmtp.connect(daemon.port);
+    const third = await RawSmtp.connect(daemon.port, '127.0.0.5');
     open.push(third);
     const r = await third.reply();
     assert.equal(r.code, 421);
