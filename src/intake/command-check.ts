@@ -44,6 +44,10 @@ export function checkAddressCommand(raw: Buffer, ctx: CommandContext): CommandRe
   const isMail = m[1].toUpperCase() === 'MAIL';
   const [address = '', ...params] = m[2].trim().split(/[ \t]+/);
   if (address === '') return null;
+  // `<bad address>`: the space cut the address, whose bracket is still open: a syntax error, not a parameter
+  if (address.startsWith('<') && !address.endsWith('>')) {
+    return { code: 501, text: isMail ? '5.1.7 Bad sender address syntax' : '5.1.3 Bad recipient address syntax' };
+  }
   const keys = params.map((p) => p.slice(0, p.includes('=') ? p.indexOf('=') : p.length).toUpperCase());
   const smtpUtf8 = isMail ? keys.includes('SMTPUTF8') : ctx.smtpUtf8;
   const bytes = Buffer.from(address, 'latin1');
