@@ -45,6 +45,19 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   windows: async () => (await import('./windows.js')).runWindows,
 };
 
+/**
+ * `sendmail` takes mail even when a classic file (mailertable, aliases, a
+ * class file) has a mistake: cron's and PHP's mail must not be lost to a
+ * typo. The problems are printed; what could be read is used; the daemon
+ * (which refuses the bad file on reload) does the rest. `-bi` stays strict.
+ */
+async function loadForSubmission(file: string) {
+  const { config } = await loadConfig(file);
+  const { maps, problems } = await loadClassicMaps(config);
+  for (const p of problems) process.stderr.write(`quietlink: warning: ${formatProblem(p)} (the message is taken all the same)\n`);
+  return { config, maps };
+}
+
 async function checkConfig(file: string): Promise<number> {
   const { config } = await loadConfig(file);
   const { problems } = await loadClassicMaps(config);
@@ -97,7 +110,7 @@ export async function main(argv: readonly string[], invokedAs: string): Promise<
     }
     const load = COMMANDS[command];
     if (!load) throw new UsageError(`Unknown command "${command}"\n${USAGE}`);
-    const [run, { config, maps }] = await Promise.all([load(), loadAll(file)]);
+    const [run, { config, maps }] = await Promise.all([load(), command === 'sendmail' && !args.includes('-bi') ? loadForSubmission(file) : loadAll(file)]);
     return await run(config, args, maps, file);
   } catch (err) {
     const code = exitCodeOf(err);

@@ -161,3 +161,21 @@ test('etrn exit codes: 0 for 2xx, 69 for 459 and 5xx, 75 for 458, other 4xx and 
   ];
   for (const [result, code] of table) assert.equal(etrnExitCode(result), code, JSON.stringify(result));
 });
+
+test('a broken aliases file does not lose mail: sendmail warns with file:line and takes the message; -bi still refuses with 78', async () => {
+  const dir = await tempDir();
+  try {
+    await fs.writeFile(path.join(dir, 'aliases'), 'root: admin@office.example\nthis line is broken\n');
+    const config = await writeConfig(dir, { aliases: 'aliases' });
+    const r = await runCli(['sendmail', '-c', config, 'ops@far.example'], { input: 'Subject: cron output\n\nx\n' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: .*aliases:2: .*taken all the same/);
+    const names = (await fs.readdir(path.join(dir, 'spool', 'maildrop'))).filter((n) => !n.startsWith('.'));
+    assert.equal(names.length, 1, 'the message waits in the maildrop');
+    const bi = await runCli(['sendmail', '-c', config, '-bi']);
+    assert.equal(bi.code, 78);
+    assert.match(bi.stderr, /aliases:2: /);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
