@@ -117,3 +117,32 @@ export async function startSink() {
   await new Promise((r) => server.listen(port, '127.0.0.1', r));
   return { port, kind: 'smtp-server', messages: () => messages, stop: () => server.close() };
 }
+
+/** Waits (polling every 50 ms) until `pred()` is true; throws after `ms`. */
+export async function waitFor(pred, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Submits messages ({from, to[], body}) to 127.0.0.1:PORT over CONC
+ * connections (nodemailer, pipelined, one connection for many messages);
+ * throws on any refusal.
+ */
+export async function submitMessages(port, messages, conc = 4) {
+  const { default: SMTPConnection } = await import('nodemailer/lib/smtp-connection/index.js');
+  let next = 0;
+  const worker = async () => {
+    const conn = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, name: 'bench.example', socketTimeout: 300_000 });
+    await new Promise((resolve, reject) => { conn.once('error', reject); conn.connect(resolve); });
+    while (next < messages.length) {
+      const m = messages[next++];
+      await new Promise((resolve, reject) => conn.send({ from: m.from, to: m.to }, m.body, (err) => (err ? reject(err) : resolve())));
+    }
+    conn.quit();
+  };
+  await Promise.all(Array.from({ length: Math.min(conc, messages.length) }, worker));
+}
