@@ -5,14 +5,21 @@
  * of up to `connections` workers opens a session, trying the addresses in
  * order (a refused connection or a 4xx/5xx greeting moves to the next: the
  * mailertable's comma failover and MX preference), and sends message after
- * message over it. A connection that breaks is reopened for the next
- * message; when no address answers at all, every message of the hop not yet
- * sent is deferred with that reason. Results go to `onResult` as each
- * message finishes; the caller records them (scheduler/queue-runner.ts).
+ * message over it without waiting for the replies to the ones before
+ * (pipelined: up to depthOf() messages in flight, delivery/smtp-session.ts).
+ * A connection that breaks is reopened for the next message; the messages
+ * in flight on it without their final reply are deferred (never counted
+ * delivered). When no address answers at all, every message of the hop not
+ * yet sent is deferred with that reason. Results go to `onResult` as each
+ * message finishes; the caller records them (scheduler/queue-runner.ts)
+ * while the next messages are already on the wire.
  *
  * Connections are sized to the work: a second connection opens only when
  * more than HANDFUL messages wait per open one (a handful of messages go
- * down one connection), never more than `connections`. When the next hop's
+ * down one connection), never more than `connections`. Over BDAT one
+ * connection fills a line by itself; over DATA each message costs a round
+ * trip on its connection (the wait for 354), so a slow long line wants as
+ * many connections as messages fit in its bandwidth-delay product. When the next hop's
  * name cannot be looked up because the link is down (LinkDownError), the
  * messages are reported as waiting for the link, not as attempts.
  */
@@ -30,6 +37,14 @@ import type { JobQueue } from '../scheduler/job-queue.js';
 const LINGER = 2000;
 /** Messages waiting per open connection before another connection is opened. */
 const HANDFUL = 8;
+/**
+ * Messages in flight on one connection (sent, final reply not in). Streaming
+ * (BDAT over PIPELINING) nothing waits, and 32 small messages cover the
+ * bandwidth-delay product of the lines in SPEC §14 (~38 KB on a satellite
+ * line); with DATA each message waits for its 354, so one sent and the next
+ * ready behind it are enough; without PIPELINING one at a time.
+ */
+const depthOf = (s: SmtpSession) => (s.streams ? 32 : s.pipelining ? 3 : 1);
 
 export interface Job {
   env: Envelope;
@@ -114,33 +129,41 @@ export class Deliverer {
     await fail(job, code, e.code ? `4.4.1 All hosts refused: ${e.reply}` : `4.4.1 No host answered: ${e.reply}`);
   }
 
-  /** Sends one message over a session; `broken` when the connection must be reopened. */
-  private async sendJob(session: SmtpSession, job: Job, opts: HopOptions): Promise<{ results: AttemptResult[]; broken: boolean }> {
-    void opts;
+  /**
+   * Sends one message over a session without waiting for the messages sent
+   * before it (they are pipelined); resolves when its results are in. A
+   * transaction without its final reply when the connection failed counts as
+   * not sent: 451, the message stays queued.
+   */
+  private async sendJob(session: SmtpSession, job: Job): Promise<AttemptResult[]> {
     const relay = `${session.target.name} [${session.target.ip}]`;
-    const results: AttemptResult[] = [];
+    let body: Buffer;
     try {
-      const body = await this.deps.readBody(job.env);
-      for (const group of transactions(job.rcpts)) {
-        const rcptResults = await session.send({
-          from: job.env.sender,
-          to: group.map((r) => r.address),
-          dsn: { ret: job.env.dsn.ret, envid: job.env.dsn.envid, notify: group[0].notify, orcpt: group[0].orcpt?.replace(/^rfc822;\s*/i, '') },
-          size: body.length,
-          use8BitMime: job.env.bodyType === '8BITMIME',
-        }, body);
-        results.push(...rcptResults.map((r) => ({ ...r, relay, dsnPassed: session.supportsDsn })));
-      }
-      return { results, broken: false };
+      body = await this.deps.readBody(job.env);
     } catch (err) {
-      // the connection broke or timed out mid-transaction: this message waits, the next gets a new connection
-      const timedOut = ((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code) === 'ETIMEDOUT';
-      const text = timedOut ? `4.4.2 Timeout waiting for reply to ${session.phase} from ${relay}` : `4.4.2 Connection to ${relay} lost: ${(err as Error).message}`;
-      session.close();
-      const done = new Set(results.map((r) => r.address));
-      for (const r of job.rcpts) if (!done.has(r.address)) results.push({ address: r.address, code: 451, text, relay });
-      return { results, broken: true };
+      return job.rcpts.map((r) => ({ address: r.address, code: 451, text: `4.3.0 Cannot read the message: ${(err as Error).message}`, relay }));
     }
+    const groups = transactions(job.rcpts);
+    const sent = await Promise.allSettled(groups.map((group) => session.send({
+      from: job.env.sender,
+      to: group.map((r) => r.address),
+      dsn: { ret: job.env.dsn.ret, envid: job.env.dsn.envid, notify: group[0].notify, orcpt: group[0].orcpt?.replace(/^rfc822;\s*/i, '') },
+      size: body.length,
+      use8BitMime: job.env.bodyType === '8BITMIME',
+    }, body)));
+    const results: AttemptResult[] = [];
+    sent.forEach((s, i) => {
+      if (s.status === 'fulfilled') {
+        results.push(...s.value.map((r) => ({ ...r, relay, dsnPassed: session.supportsDsn })));
+        return;
+      }
+      // the connection broke or timed out before this transaction's final reply: it waits
+      const err = s.reason as SessionError;
+      const timedOut = ((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: unknown }).code) === 'ETIMEDOUT';
+      const text = timedOut ? `4.4.2 Timeout waiting for reply to ${session.phase} from ${relay}` : `4.4.2 Connection to ${relay} lost: ${err.message}`;
+      for (const r of groups[i]) results.push({ address: r.address, code: 451, text, relay });
+    });
+    return results;
   }
 
   /** The addresses of a route's hosts, in the order they are tried. */
@@ -224,9 +247,22 @@ export class Deliverer {
     const recording = new Set<Promise<void>>();
     const worker = async () => {
       let session: SmtpSession | null = null;
+      /** Messages sent on `session` whose results are not in yet. */
+      const inflight = new Set<Promise<void>>();
+      /** Waits for the session's messages to settle, then forgets it. */
+      const drop = async () => {
+        while (inflight.size) await Promise.all([...inflight]);
+        if (!session) return;
+        if (session.broken) this.deps.log.debug({ nexthop: route.nexthop }, 'connection lost');
+        alive--;
+        session.quit();
+        session = null;
+      };
       const release = await opts.acquire();
       try {
         for (;;) {
+          // a full pipeline: take the next job when one of the messages in flight is done
+          while (session && inflight.size >= depthOf(session)) await Promise.race(inflight);
           // a wake-up is for everyone: keep waiting until a job is there or the linger is over
           const deadline = Date.now() + LINGER;
           while (!pending.length && producing && Date.now() < deadline) await waitForJob(deadline - Date.now());
@@ -240,6 +276,7 @@ export class Deliverer {
             await this.failUnreachable(job, unreachable, fail);
             continue;
           }
+          if (session?.broken) await drop();
           if (!session && opts.mayConnect && !opts.mayConnect()) {
             // the window closed or lost its line: this message waits for the next, no attempt
             await opts.onResult(job, job.rcpts.map((r) => ({ address: r.address, code: 451, text: '4.4.1 Waiting for the link', waitsForLink: true })));
@@ -250,7 +287,7 @@ export class Deliverer {
               session = await open();
               opened++;
               alive++;
-              this.deps.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: pending.length }, 'connected');
+              this.deps.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: pending.length, chunking: session.streams }, 'connected');
             } catch (err) {
               if (alive > 0) {
                 // other connections to this hop work (the host may limit connections):
@@ -265,24 +302,19 @@ export class Deliverer {
             }
           }
           const sentAt = Date.now();
-          const r = await this.sendJob(session, job, opts);
-          lastPacket = Date.now();
-          job.xdelay = lastPacket - sentAt;
-          if (r.broken || session.broken) {
-            if (!r.broken) session.close();
-            this.deps.log.debug({ nexthop: route.nexthop, err: r.results[0]?.text }, 'connection lost');
-            session = null;
-            alive--;
-          }
-          // the next message goes out while this one's results are written down
-          const rec: Promise<void> = opts.onResult(job, r.results)
-            .catch((err) => this.deps.log.error({ qid: job.env.id, err: (err as Error).message }, 'cannot record results'))
-            .finally(() => recording.delete(rec));
-          recording.add(rec);
+          const sending: Promise<void> = this.sendJob(session, job).then((results) => {
+            lastPacket = Date.now();
+            job.xdelay = lastPacket - sentAt;
+            // the next messages go out while this one's results are written down
+            const rec: Promise<void> = opts.onResult(job, results)
+              .catch((err) => this.deps.log.error({ qid: job.env.id, err: (err as Error).message }, 'cannot record results'))
+              .finally(() => recording.delete(rec));
+            recording.add(rec);
+          }).finally(() => inflight.delete(sending));
+          inflight.add(sending);
         }
       } finally {
-        if (session) alive--;
-        session?.quit();
+        await drop();
         release();
       }
     };
