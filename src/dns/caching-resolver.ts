@@ -1,27 +1,41 @@
 /**
  * dns/caching-resolver.ts — the link-gated caching resolver (SPEC §6) and the
  * Resolver that delivery uses. Answers, in this order: the gateway's own
- * name and the dns.hosts names (locally, never forwarded); the cache while
- * the TTL lasts; the upstream servers — only when `mayForward()` says the
- * link is up or a window is open; else a stale answer within serveStale
- * (TTL 30 s, RFC 8767) or SERVFAIL at once, without a packet. Identical
- * queries in flight share one upstream query. NXDOMAIN and NODATA are cached
- * by the SOA minimum (RFC 2308). Inside a window, an upstream query that
- * gets no answer is asked once more after the window's DialDelay (the line
- * may still be dialing). A lookup refused because the link is down fails
- * delivery with LinkDownError ("waiting for the link"), not a DNS error.
+ * name and the dns.hosts names (locally, never forwarded; NODATA with an SOA
+ * for other types); the cache while the TTL lasts; the upstream servers —
+ * only when `mayForward()` says the link is up or a window is open; else a
+ * stale answer within serveStale (TTL 30 s, RFC 8767) or SERVFAIL at once,
+ * without a packet. Every type is forwarded and cached as wire bytes
+ * (answer.ts), keyed by name, type, class, DO and CD. Identical queries in
+ * flight share one upstream query. NXDOMAIN and NODATA are cached for
+ * min(SOA TTL, SOA minimum) with their SOA (RFC 2308). Inside a window, an
+ * upstream query that gets no answer is asked once more after the window's
+ * DialDelay (the line may still be dialing). A lookup refused because the
+ * link is down fails delivery with LinkDownError ("waiting for the link"),
+ * not a DNS error.
  */
 import dns2 from 'dns2';
 import { LinkDownError, MailError } from '../errors.js';
 import type { Resolver } from '../delivery/resolver.js';
-import { DnsCache, negativeTtl, positiveTtl, type DnsRecord } from './cache.js';
+import { DnsCache } from './cache.js';
+import { fromUpstream, localAnswer, render, type WireAnswer } from './answer.js';
 import type { HostsMap } from './hosts-file.js';
 import type { Upstream } from './upstream.js';
+import { RCODE, TYPE, encodeName, makeQuery, queryName, type Query } from './wire.js';
 
-const TYPE = (dns2 as unknown as { Packet: { TYPE: Record<string, number> } }).Packet.TYPE;
-export const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
-const STALE_TTL = 30;
+export { RCODE };
+const TYPES = (dns2 as unknown as { Packet: { TYPE: Record<string, number> } }).Packet.TYPE;
+const parsePacket = (dns2 as unknown as { Packet: { parse(b: Buffer): { answers: DnsRecord[] } } }).Packet.parse;
 
+export interface DnsRecord {
+  name: string;
+  type: number;
+  class: number;
+  ttl: number;
+  [field: string]: unknown;
+}
+
+/** What the gateway's own lookups get (decoded records). */
 export interface Answer {
   rcode: number;
   answers: DnsRecord[];
@@ -31,6 +45,11 @@ export interface Answer {
   /** Not forwarded: the link is down (and nothing stale was at hand). */
   linkDown?: boolean;
 }
+
+/** What the DNS server gets: a wire answer to render (received `age` seconds ago), or an RCODE alone. */
+export type Reply =
+  | { answer: WireAnswer; age: number; stale: boolean; local: boolean }
+  | { rcode: number; linkDown: boolean };
 
 export interface ResolverCounters {
   hits: number;
@@ -55,28 +74,53 @@ export interface CachingResolverDeps {
 }
 
 export function typeName(type: number): string {
-  return Object.keys(TYPE).find((k) => TYPE[k] === type) ?? String(type);
+  return Object.keys(TYPES).find((k) => TYPES[k] === type) ?? `TYPE${type}`;
 }
+
+type LocalAddresses = { a: readonly string[]; aaaa: readonly string[] };
+const LOOPBACK: LocalAddresses = { a: ['127.0.0.1'], aaaa: ['::1'] };
 
 export class CachingResolver implements Resolver {
   readonly counters: ResolverCounters = { hits: 0, misses: 0, stale: 0, refusedForwards: 0, upstreamFailures: 0, local: 0 };
-  private readonly inflight = new Map<string, Promise<Answer>>();
+  private readonly inflight = new Map<string, Promise<Reply>>();
   private readonly cache: DnsCache;
+  /** The local names by wire name, for the names and hosts objects they were made from. */
+  private localByKey: { names: ReadonlySet<string>; hosts: HostsMap; map: Map<string, LocalAddresses> } | null = null;
 
   constructor(private readonly deps: CachingResolverDeps) {
     this.cache = deps.cache ?? new DnsCache();
   }
 
-  private localAnswer(name: string, type: number): Answer | null {
-    const n = name.toLowerCase().replace(/\.$/, '');
+  private localFor(q: Query): LocalAddresses | undefined {
     const { names, hosts } = this.deps.local();
-    const entry = hosts.get(n) ?? (names.has(n) ? { a: ['127.0.0.1'], aaaa: ['::1'] } : undefined);
-    if (!entry) return null;
-    this.counters.local++;
-    const answers: DnsRecord[] = [];
-    if (type === TYPE.A) for (const address of entry.a) answers.push({ name, type, class: 1, ttl: 300, address });
-    if (type === TYPE.AAAA) for (const address of entry.aaaa) answers.push({ name, type, class: 1, ttl: 300, address });
-    return { rcode: RCODE.NOERROR, answers, local: true, stale: false };
+    if (this.localByKey?.names !== names || this.localByKey.hosts !== hosts) {
+      const map = new Map<string, LocalAddresses>();
+      const add = (name: string, e: LocalAddresses) => {
+        try {
+          map.set(encodeName(name).toString('latin1'), e);
+        } catch {
+          // a name that cannot be a DNS name is never asked for
+        }
+      };
+      for (const n of names) add(n, LOOPBACK);
+      for (const [n, e] of hosts) add(n, e);
+      this.localByKey = { names, hosts, map };
+    }
+    return this.localByKey.map.get(q.nameKey);
+  }
+
+  /** The answer at hand without waiting: a local one or a fresh cache hit; null when it needs more. */
+  cached(q: Query): Reply | null {
+    const local = this.localFor(q);
+    if (local) {
+      this.counters.local++;
+      return { answer: localAnswer(q, local), age: 0, stale: false, local: true };
+    }
+    const now = this.deps.now();
+    const hit = this.cache.get(q.key, now, this.deps.serveStale);
+    if (hit.kind !== 'fresh') return null;
+    this.counters.hits++;
+    return { answer: hit.entry.answer, age: Math.floor((now - hit.entry.storedAt) / 1000), stale: false, local: false };
   }
 
   /**
@@ -84,50 +128,56 @@ export class CachingResolver implements Resolver {
    * (delivery, ETRN), which may wait out a window's DialDelay; a LAN
    * client's query never does (it has its own timeout).
    */
-  async lookup(name: string, type: number, own = false): Promise<Answer> {
-    const local = this.localAnswer(name, type);
-    if (local) return local;
-    const key = DnsCache.key(name, type);
-    const now = this.deps.now();
-    const hit = this.cache.get(key, now, this.deps.serveStale);
-    if (hit.kind === 'fresh') {
-      this.counters.hits++;
-      const left = Math.max(0, Math.floor(hit.entry.ttl - (now - hit.entry.storedAt) / 1000));
-      return { rcode: hit.entry.rcode, answers: hit.entry.answers.map((a) => ({ ...a, ttl: Math.min(a.ttl, left) })), local: false, stale: false };
-    }
-    const stale = (): Answer | null => (hit.kind === 'stale'
-      ? (this.counters.stale++, { rcode: hit.entry.rcode, answers: hit.entry.answers.map((a) => ({ ...a, ttl: STALE_TTL })), local: false, stale: true })
+  resolve(q: Query, own = false): Promise<Reply> {
+    const at = this.cached(q);
+    if (at) return Promise.resolve(at);
+    const hit = this.cache.get(q.key, this.deps.now(), this.deps.serveStale);
+    const stale = (): Reply | null => (hit.kind === 'stale'
+      ? (this.counters.stale++, { answer: hit.entry.answer, age: 0, stale: true, local: false })
       : null);
     if (!this.deps.mayForward() || !this.deps.upstream.configured) {
       // the link is down: never a packet
       this.counters.refusedForwards++;
-      return stale() ?? { rcode: RCODE.SERVFAIL, answers: [], local: false, stale: false, linkDown: this.deps.upstream.configured };
+      return Promise.resolve(stale() ?? { rcode: RCODE.SERVFAIL, linkDown: this.deps.upstream.configured });
     }
     this.counters.misses++;
-    const running = this.inflight.get(key);
+    const running = this.inflight.get(q.key);
     if (running) return running;
-    const ask = (async (): Promise<Answer> => {
+    const asking = (async (): Promise<Reply> => {
       try {
-        const ask = () => this.deps.upstream.query(name, typeName(type));
+        const ask = () => this.deps.upstream.ask(q);
         const r = await ask().catch(async (err) => {
-          if (!own || !(await this.deps.dialRetry?.(`DNS ${typeName(type)} ${name}`))) throw err;
+          if (!own || !(await this.deps.dialRetry?.(`DNS ${typeName(q.type)} ${queryName(q)}`))) throw err;
           return ask();
         });
-        const relevant = r.answers.filter((a) => a.type === type || a.type === TYPE.CNAME);
-        const ttl = r.rcode === RCODE.NOERROR && relevant.length ? positiveTtl(relevant) : negativeTtl(r.authorities);
-        if (r.rcode === RCODE.NOERROR || r.rcode === RCODE.NXDOMAIN) {
-          this.cache.set(key, { rcode: r.rcode, answers: relevant, storedAt: this.deps.now(), ttl });
-        }
-        return { rcode: r.rcode, answers: relevant, local: false, stale: false };
+        const answer = fromUpstream(r.msg, r.index);
+        if (answer.rcode === RCODE.NOERROR || answer.rcode === RCODE.NXDOMAIN) this.cache.set(q.key, answer, this.deps.now());
+        else if (hit.kind === 'stale') return stale()!; // SERVFAIL and the like: a stale answer is better (RFC 8767)
+        return { answer, age: 0, stale: false, local: false };
       } catch {
         this.counters.upstreamFailures++;
-        return stale() ?? { rcode: RCODE.SERVFAIL, answers: [], local: false, stale: false };
+        return stale() ?? { rcode: RCODE.SERVFAIL, linkDown: false };
       } finally {
-        this.inflight.delete(key);
+        this.inflight.delete(q.key);
       }
     })();
-    this.inflight.set(key, ask);
-    return ask;
+    this.inflight.set(q.key, asking);
+    return asking;
+  }
+
+  /** The gateway's own lookup of one type, with the records decoded (A/AAAA/MX and CNAMEs; others as `data`). */
+  async lookup(name: string, type: number, own = false): Promise<Answer> {
+    const q = makeQuery(name, type);
+    const r = await this.resolve(q, own);
+    if (!('answer' in r)) return { rcode: r.rcode, answers: [], local: false, stale: false, linkDown: r.linkDown };
+    let records: DnsRecord[] = [];
+    try {
+      records = parsePacket(render(r.answer, q, 65_535, r.age, r.stale)).answers;
+    } catch {
+      // a record dns2 cannot decode: the gateway's own lookups see no records
+    }
+    const answers = records.filter((a) => a.type === type || a.type === TYPE.CNAME);
+    return { rcode: r.answer.rcode, answers, local: r.local, stale: r.stale };
   }
 
   private static fail(name: string, a: Answer, what: string): never {
@@ -151,7 +201,11 @@ export class CachingResolver implements Resolver {
     throw new MailError(550, '5.1.2', `Host ${host} has no address`);
   }
 
-  /** At the start of a window: MX (for bare names) and addresses of every next hop with due mail, in one burst. */
+  /**
+   * At the start of a window: the records every next hop with due mail
+   * needs, in one burst — MX and then the exchangers' addresses for a bare
+   * name, A and AAAA only for a `[name]` (mx: false).
+   */
   async prefetch(hosts: ReadonlyArray<{ name: string; mx: boolean }>): Promise<void> {
     await Promise.all(hosts.map(async ({ name, mx: withMx }) => {
       const mx = withMx ? await this.resolveMx(name).catch(() => []) : [];

@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import dns2 from 'dns2';
 import pino from 'pino';
 import { CachingResolver, RCODE } from '../../src/dns/caching-resolver.js';
@@ -159,4 +160,65 @@ test('a lookup refused because the link is down fails with LinkDownError ("waiti
   await assert.rejects(r.resolveAddresses('nowhere-cached.example'), (err: Error) => err instanceof LinkDownError && /Waiting for the link/.test(err.message));
   await assert.rejects(r.resolveMx('nowhere-cached.example'), LinkDownError);
   assert.deepEqual(sent(n), [], 'and no packet left');
+});
+
+test('prefetch: MX and the exchangers\' addresses for a bare name, only A and AAAA for a [name] host', async () => {
+  const { r } = make();
+  const n = up.queries.length;
+  await r.prefetch([{ name: 'mx.example', mx: true }, { name: 'short.example', mx: false }]);
+  assert.deepEqual(sent(n).sort(), ['A mail.mx.example', 'A short.example', 'AAAA mail.mx.example', 'AAAA short.example', 'MX mx.example']);
+  const m = up.queries.length;
+  await r.lookup('short.example', A, true);
+  await r.resolveMx('mx.example');
+  assert.equal(up.queries.length, m, 'the window\'s lookups are then cache hits (this upstream\'s NODATA has no SOA: not cached, RFC 2308 §5)');
+});
+
+test('the DNS server: FORMERR, NOTIMP and BADVERS for what is not a plain query; pipelined TCP queries each answered', async () => {
+  const { r } = make();
+  const server = new DnsServer(r, () => new NetworkList(['127.0.0.0/8']), pino({ level: 'silent' }));
+  const [bound] = await server.start(['127.0.0.4:0']);
+  const query = (id: number, name: string, edns?: { version: number }) => {
+    const q = new Packet();
+    q.header.id = id;
+    q.header.rd = 1;
+    q.questions.push({ name, type: A, class: 1 });
+    if (edns) q.additionals.push({ name: '', type: 41, class: 1232, ttl: edns.version << 16, rdata: [] });
+    return q.toBuffer() as Buffer;
+  };
+  const udp = (msg: Buffer) => new Promise<Buffer>((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const timer = setTimeout(() => { sock.close(); reject(new Error('no answer within 2 s')); }, 2000);
+    sock.once('message', (m) => { clearTimeout(timer); sock.close(); resolve(m); });
+    sock.send(msg, bound.port, '127.0.0.4');
+  });
+  try {
+    const two = query(1, 'mail.mx.example');
+    two.writeUInt16BE(2, 4);
+    assert.equal((await udp(two))[3] & 0x0f, RCODE.FORMERR);
+    const status = query(2, 'mail.mx.example');
+    status[2] |= 2 << 3;
+    assert.equal((await udp(status))[3] & 0x0f, 4, 'NOTIMP');
+    const badvers = await udp(query(3, 'mail.mx.example', { version: 1 }));
+    assert.equal(badvers[3] & 0x0f, 0);
+    assert.equal(badvers[badvers.length - 6], 1, 'BADVERS in the OPT record');
+    const answers = await new Promise<number[]>((resolve, reject) => {
+      const ids: number[] = [];
+      const c = net.connect(bound.port, '127.0.0.4');
+      const timer = setTimeout(() => { c.destroy(); reject(new Error('no TCP answers within 2 s')); }, 2000);
+      let buf = Buffer.alloc(0);
+      c.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          ids.push(buf.readUInt16BE(2));
+          buf = buf.subarray(2 + buf.readUInt16BE(0));
+        }
+        if (ids.length === 2) { clearTimeout(timer); c.destroy(); resolve(ids.sort()); }
+      });
+      const frame = (m: Buffer) => Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), m]);
+      c.write(Buffer.concat([frame(query(11, 'printer.office.example')), frame(query(12, 'mail.mx.example'))]));
+    });
+    assert.deepEqual(answers, [11, 12]);
+  } finally {
+    await server.stop();
+  }
 });
