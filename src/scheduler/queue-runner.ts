@@ -12,19 +12,17 @@
  * envelope (scheduler/apply-results.ts) and written back before the lock is
  * released; notices (DSNs) are queued before the original is removed.
  */
-import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
 import type { Envelope } from '../queue/envelope.js';
-import type { Located, Queue } from '../queue/queue.js';
+import type { Located } from '../queue/queue.js';
 import type { QueueId } from '../queue/queue-id.js';
-import { matches, type Selection } from '../queue/select.js';
+import { matches } from '../queue/select.js';
 import { domainOf } from '../intake/address.js';
-import { route as routeOf, type Route, type RouteTable } from '../routing/route.js';
-import { mayAttempt, type Trigger } from '../routing/may-attempt.js';
-import { applyResults, type AttemptResult, type Notice, type NoticeKind } from './apply-results.js';
+import { route as routeOf, type Route } from '../routing/route.js';
+import { mayAttempt } from '../routing/may-attempt.js';
+import { applyResults, type AttemptResult } from './apply-results.js';
 import { isDue } from './next-attempt.js';
 import { enhancedCode, outcomeOf } from '../delivery/classify.js';
-import type { Deliverer, Job } from '../delivery/deliverer.js';
+import type { Job } from '../delivery/deliverer.js';
 import type { Target } from '../delivery/resolver.js';
 import type { SessionEvent } from '../delivery/smtp-session.js';
 import { JobQueue } from './job-queue.js';
@@ -33,79 +31,14 @@ import { Slots } from './slots.js';
 export const DESTINATION_CONNECTIONS = 4;
 const CHUNK = 1000;
 
-export type RunEvent =
-  | { type: 'result'; qid: string; to: string; code: number; text: string; outcome: string; relay?: string }
-  | { type: 'dialogue'; dir: string; line: string; conn?: string }
-  | { type: 'skip'; qid: string; to: string; reason: string };
-
-export interface RunOptions {
-  trigger: Trigger;
-  selection?: Selection;
-  /** Only these messages (intake). */
-  ids?: readonly QueueId[];
-  /** The messages' own delivery mode (sendmail -odi/-odb), instead of the configuration's. */
-  deliveryMode?: 'interactive' | 'background' | 'queue' | 'deferred';
-  /** Only this queue group (its own interval run). */
-  group?: string;
-  dryRun?: boolean;
-  onEvent?: (e: RunEvent) => void;
-  /** Inside a flush window: DialDelay for link routes (true: the delay has passed, try once more). */
-  dialRetry?: (what: string) => Promise<boolean>;
-  /** Dry run: plan as a window with the link would (`flush --dry-run`). */
-  assumeLink?: boolean;
-  /** Dry run: stop once the plan has this many entries (a yes/no question needs one). */
-  planLimit?: number;
-  /** Dry run: plan only recipients whose route needs the link (what a window would get the link for). */
-  planLinkOnly?: boolean;
-  /** Only these recipients (ETRN for a node). */
-  recipientFilter?: (address: string, group: string) => boolean;
-}
-
-export interface RunSummary {
-  messages: number;
-  delivered: number;
-  deferred: number;
-  failed: number;
-  /** Recipients of link routes left for a window with the link. */
-  waiting: number;
-  connections: number;
-  /** Wall-clock ms of the first packet toward a next hop and the last reply from one. */
-  firstPacket?: number;
-  lastPacket?: number;
-  /** Messages left for a later run because of the load (queueLA). */
-  loadQueued?: number;
-  /** Dry run: what would be attempted. */
-  plan?: Array<{ qid: string; to: string; nexthop: string; link: boolean }>;
-}
-
-export interface RunnerDeps {
-  queue: Queue;
-  deliverer: Deliverer;
-  config: () => Config;
-  table: () => RouteTable;
-  /** The link module's answer for this trigger: may link routes send now? */
-  linkAvailable: (trigger: Trigger) => boolean;
-  /** link.mode permanent: link routes are LAN routes. */
-  permanentLink: () => boolean;
-  log: Logger;
-  now: () => number;
-  /** Queues a notice (DSN) about env to its sender. */
-  notify: (env: Envelope, notices: Notice[], kind: NoticeKind) => Promise<void>;
-  /**
-   * The load policy as it stands now (sampled once per chunk): why a message
-   * of this priority waits for a later run, or null. Applies to intake's
-   * "at once" and to scheduled runs, never to an operator's flush or ETRN.
-   */
-  loadGate?: () => ((priority: number) => string | null) | null;
-  /** A message was left for a later run because of the load (metrics). */
-  onLoadQueued?: () => void;
-  /** Per-recipient outcomes of one message's attempt, once written down (metrics). */
-  onOutcomes?: (counts: { delivered: number; deferred: number; bounced: number }) => void;
-}
+export type { RunEvent, RunOptions, RunSummary, RunnerDeps } from './run-types.js';
+import type { RunOptions, RunSummary, RunnerDeps } from './run-types.js';
 
 interface HopState {
   jobs: JobQueue<Job>;
   done: Promise<void>;
+  /** Jobs handed to the hop and not yet answered: if the hop fails, they are deferred (and unlocked) here. */
+  open: Set<Job>;
 }
 
 interface RunState {
@@ -276,7 +209,9 @@ export class QueueRunner {
       run.locked.set(candidate.id, { pending: byHop.size, release });
       for (const [nexthop, { route: rt, rcpts }] of byHop) {
         const job: Job = { env: fresh.env, mailer: rt.mailer, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) };
-        await (await this.hop(run, nexthop, rt)).jobs.push(job);
+        const hop = await this.hop(run, nexthop, rt);
+        hop.open.add(job);
+        await hop.jobs.push(job);
       }
     }
   }
@@ -302,6 +237,7 @@ export class QueueRunner {
       return same;
     }
     const jobs = new JobQueue<Job>(CHUNK);
+    const open = new Set<Job>();
     const onEvent = run.opts.onEvent;
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
       connections: DESTINATION_CONNECTIONS,
@@ -321,16 +257,26 @@ export class QueueRunner {
           if (hop!.isIdle && this.hopSlots.get(key) === hop) this.hopSlots.delete(key);
         };
       },
-      onResult: (job, res) => this.onResult(run, job, res),
+      onResult: (job, res) => {
+        open.delete(job);
+        return this.onResult(run, job, res);
+      },
       onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line, conn: e.conn }) : undefined,
     }).then((r) => {
       run.summary.connections += r.connections;
       if (r.firstPacket !== undefined) run.summary.firstPacket = Math.min(run.summary.firstPacket ?? Infinity, r.firstPacket);
       if (r.lastPacket !== undefined) run.summary.lastPacket = Math.max(run.summary.lastPacket ?? 0, r.lastPacket);
-    }, (err) => {
+    }, async (err) => {
+      // a lock is a scope: no error may keep a message locked, nor the walk waiting on a queue no one reads
       this.deps.log.error({ nexthop, err: (err as Error).message }, 'delivery to a next hop failed');
+      const defer = (job: Job) => this.onResult(run, job, job.rcpts.map((r) => ({ address: r.address, code: 451, text: `4.3.0 Internal error delivering to ${nexthop}: ${(err as Error).message}` })));
+      for (const job of [...open]) {
+        open.delete(job);
+        await defer(job).catch(() => undefined);
+      }
+      for (let job = await jobs.next(); job; job = await jobs.next()) await defer(job).catch(() => undefined);
     });
-    const hop = { jobs, done };
+    const hop = { jobs, done, open };
     run.hops.set(nexthop, hop);
     run.hopsByTarget.set(key, hop);
     return hop;
