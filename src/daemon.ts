@@ -15,6 +15,7 @@ import net from 'node:net';
 import fsp from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { loadAll } from './config/load.js';
+import { mergeReload } from './config/reload.js';
 import type { Config } from './config/schema.js';
 import { formatProblem, MailError, type ConfigProblem } from './errors.js';
 import { expandRecipient, localNames } from './config/aliases.js';
@@ -50,6 +51,7 @@ import { LinkOwner } from './link/link-owner.js';
 import { Triggers } from './link/triggers.js';
 import { WindowHistory } from './link/window-history.js';
 import { Windows, type WindowRecord } from './scheduler/windows.js';
+import { IntakeRuns } from './scheduler/intake-runs.js';
 import { sendEtrnToRelays, type EtrnResult } from './etrn/etrn-client.js';
 import { EtrnServer } from './etrn/etrn-server.js';
 import { parseHosts } from './routing/route.js';
@@ -82,14 +84,6 @@ async function systemNameservers(ownListen: readonly string[]): Promise<string[]
   const text = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
   const own = new Set(ownListen.map((l) => l.replace(/:\d+$/, '')));
   return [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]).filter((ip) => !own.has(ip));
-}
-
-/** The settings a reload cannot change: bound, opened or built at start. */
-function restartOnly(c: Config) {
-  return {
-    spool: c.spool, smtp: c.smtp, dns: c.dns, metrics: c.metrics, hostname: c.hostname,
-    timeout: c.timeout, 'queue.groups': c.queue.groups, 'link.interface': c.link.interface,
-  };
 }
 
 export async function startDaemon(configFile: string, standalone?: StandaloneOptions): Promise<DaemonHandle> {
@@ -233,10 +227,12 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     const ip = envs[0]?.client?.via === 'smtp' ? envs[0].client.ip : undefined;
     if (ip) link.inbound('message', ip);
     if (mode === 'queue') return undefined;
-    const run = runner.run({ trigger: { kind: 'intake' }, ids: envs.map((e) => e.id), deliveryMode: mode })
-      .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed'));
+    const run = intakeRuns.wake(envs.map((e) => e.id), mode);
     return mode === 'interactive' ? run : undefined;
   };
+  // messages of one turn of the event loop share one run (and its connections)
+  const intakeRuns = new IntakeRuns((ids, mode) => runner.run({ trigger: { kind: 'intake' }, ids, deliveryMode: mode })
+    .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed')));
   // a sendmail's request carries its own message's delivery wish (-odi/-odb/-odq) across the pickup
   let submissions!: Submissions;
   const pickup = new MaildropPickup({
@@ -281,28 +277,15 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     try {
       const next = await loadAll(configFile);
       // what is bound or opened at start stays until a restart; say so rather than pretend
-      const atStart = restartOnly(config);
-      const fresh = restartOnly(next.config);
-      const fixed = (Object.keys(atStart) as Array<keyof typeof atStart>).filter((k) => JSON.stringify(fresh[k]) !== JSON.stringify(atStart[k]));
-      if (fixed.length) log.warn({ keys: fixed }, 'reload: changes to these take effect at the next restart (of dns, allow and hosts follow now)');
-      const rescheduled = JSON.stringify([next.config.flush, next.config.etrn.poll]) !== JSON.stringify([config.flush, config.etrn.poll]);
-      config = {
-        ...next.config,
-        spool: config.spool,
-        metrics: config.metrics,
-        smtp: config.smtp,
-        hostname: config.hostname,
-        timeout: config.timeout,
-        queue: { ...next.config.queue, groups: config.queue.groups },
-        link: { ...next.config.link, interface: config.link.interface },
-        dns: { ...next.config.dns, listen: config.dns.listen, upstream: config.dns.upstream },
-      };
+      const merged = mergeReload(config, next.config);
+      if (merged.fixed.length) log.warn({ keys: merged.fixed }, 'reload: changes to these take effect at the next restart (of dns, allow and hosts follow now)');
+      config = merged.config;
       maps = next.maps;
       table = buildRouteTable(config, maps.mailertable, maps.classes, hostsMap);
       openDomains.clear();
       for (const d of openDomainsOf(config.smtp.localDomains, config.holdClasses, maps.classes)) openDomains.add(d);
       rcptLists = recipientListsOf(maps.classes, maps.recipients);
-      if (rescheduled) triggers.schedule();
+      if (merged.rescheduled) triggers.schedule();
       log.info({ reason, routes: table.inline.size + table.mailertable.size, aliases: maps.aliases.size }, 'routes reloaded');
       return null;
     } catch (err) {

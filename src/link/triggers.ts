@@ -30,6 +30,8 @@ export class Triggers {
   private timers: NodeJS.Timeout[] = [];
   private tasks: Task[] = [];
   private offLink: (() => void) | null = null;
+  /** Each queue group's interval run in progress. */
+  private readonly groupRuns = new Map<string, Promise<unknown>>();
 
   constructor(private readonly deps: TriggerDeps) {}
 
@@ -46,7 +48,12 @@ export class Triggers {
     for (const g of c.queue.groups) {
       if (g.interval && g.runners > 0) {
         this.timers.push(setInterval(() => {
-          this.deps.groupRun(g.name).catch((err) => this.deps.log.error({ err: (err as Error).message, group: g.name }, 'queue run failed'));
+          // a group's run still going: the next tick is merged into it, not started beside it
+          if (this.groupRuns.has(g.name)) return;
+          const run = this.deps.groupRun(g.name)
+            .catch((err) => this.deps.log.error({ err: (err as Error).message, group: g.name }, 'queue run failed'))
+            .finally(() => this.groupRuns.delete(g.name));
+          this.groupRuns.set(g.name, run);
         }, g.interval));
       }
     }
