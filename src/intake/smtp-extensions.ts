@@ -87,6 +87,7 @@ interface ConnectionInternals {
   remoteAddress: string;
   _qlEhlo?: boolean;
   _onCommand(command: Buffer, callback?: () => void): void;
+  _parseAddressCommand(name: string, command: string): { address: string; args: unknown } | false;
 }
 
 /** True when a command-mode chunk holds an LF without CR before it, or a CR without LF after it. */
@@ -99,6 +100,19 @@ export function hasBareNewline(chunk: Buffer, pendingCR: boolean): { bare: boole
     prevCR = b === 0x0d;
   }
   return { bare: false, pendingCR: prevCR };
+}
+
+/**
+ * Pure: smtp-server turns an A-label domain (`xn--r8jz45g.jp`) into Unicode;
+ * quietlink keeps addresses as the client wrote them (SPEC §9: never
+ * rewritten), so an ASCII domain the client sent comes back as it was.
+ */
+export function keepAsciiDomain(command: string, parsed: string): string {
+  if (!/[^\x00-\x7f]/.test(parsed)) return parsed;
+  const raw = (/<([^>]*)>/.exec(command) ?? /:[ \t]*(\S+)/.exec(command))?.[1] ?? '';
+  const domain = raw.slice(raw.lastIndexOf('@') + 1);
+  if (raw.lastIndexOf('@') <= 0 || !/^[\x21-\x7e]+$/.test(domain)) return parsed;
+  return `${parsed.slice(0, parsed.lastIndexOf('@') + 1)}${domain}`;
 }
 
 /**
@@ -115,6 +129,12 @@ export function installSmtpExtensions(): void {
   installed = true;
 
   const conn = SMTPConnection.prototype as unknown as ConnectionInternals;
+  const origParse = conn._parseAddressCommand;
+  conn._parseAddressCommand = function (this: ConnectionInternals, name, command) {
+    const parsed = origParse.call(this, name, command);
+    if (parsed && typeof parsed.address === 'string') parsed.address = keepAsciiDomain(String(command), parsed.address);
+    return parsed;
+  };
   const origSend = conn.send;
   conn.send = function (this: ConnectionInternals, code, data, context) {
     if (typeof data === 'string' && ENHANCED.test(data)) context = false;

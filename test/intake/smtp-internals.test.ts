@@ -17,7 +17,7 @@ import { RawSmtp } from '../helpers/smtp-client.js';
 
 const CONNECTION_METHODS = [
   'send', 'close', 'init', 'connectionReady', '_setListeners', '_createParser', '_onClose', '_onCommand', '_isSupported',
-  'handler_EHLO', 'handler_MAIL', 'handler_RCPT', 'handler_DATA', 'handler_AUTH',
+  'handler_EHLO', 'handler_MAIL', 'handler_RCPT', 'handler_DATA', 'handler_AUTH', '_parseAddressCommand',
 ];
 
 test('SMTPConnection and SMTPStream still have every method the patches wrap', () => {
