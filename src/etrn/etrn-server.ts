@@ -101,18 +101,21 @@ export class EtrnServer {
     if (times.length >= RATE_MAX) return { code: 458, text: `Unable to queue messages for node ${node}: too many ETRN commands, try again later` };
     this.recent.set(client, [...times, now]);
     if (this.running.has(node)) return { code: 250, text: `OK, queuing for node ${node} started` };
+    // what this ETRN may flush: its node, and for #group only the allowed domains within it
+    // (a customer's #group must not flush other customers' mail)
+    const inNode = (address: string, group: string) => targetMatches(t, address, group) && (t.kind !== 'group' || matchesClass(domainOf(address), allowed));
     // the queue's in-memory listing: an ISP's ETRN reads no envelope to count (until the start-up walk has listed it)
     let pending = 0;
     const listed = this.deps.queue.listed({ selectors: [], quarantined: false });
     if (listed) {
-      for (const l of listed) if (l.state === 'queued' && l.recipients.some((r) => targetMatches(t, r.address, l.group))) pending++;
+      for (const l of listed) if (l.state === 'queued' && l.recipients.some((r) => inNode(r.address, l.group))) pending++;
     } else {
       for await (const { env } of this.deps.queue.walk(['queued'])) {
-        if (env.recipients.some((r) => r.state === 'pending' && targetMatches(t, r.address, env.group))) pending++;
+        if (env.recipients.some((r) => r.state === 'pending' && inNode(r.address, env.group))) pending++;
       }
     }
     if (pending === 0) return { code: 251, text: `OK, no messages waiting for node ${node}` };
-    const run = this.deps.runner.run({ trigger: { kind: 'etrn' }, recipientFilter: (address, group) => targetMatches(t, address, group) })
+    const run = this.deps.runner.run({ trigger: { kind: 'etrn' }, recipientFilter: inNode })
       .then((s) => this.deps.log.info({ node, delivered: s.delivered, deferred: s.deferred, failed: s.failed }, 'etrn flush done'))
       .catch((err) => this.deps.log.error({ node, err: (err as Error).message }, 'etrn flush failed'))
       .finally(() => this.running.delete(node));
