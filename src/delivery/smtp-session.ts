@@ -266,6 +266,8 @@ export class SmtpSession {
     s.on('error', (err: Error) => this.fail(err));
     s.on('close', () => this.fail(Object.assign(new Error('Connection closed'), { code: 'ECONNECTION' })));
     s.on('timeout', () => this.fail(Object.assign(new Error(`Timeout waiting for reply to ${this.phase}`), { code: 'ETIMEDOUT' })));
+    // closed between the end of the set-up and the take-over: its 'close' has been and gone
+    if (s.destroyed || !s.writable) this.broken = true;
     this.arm();
   }
 
