@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli, BIN, withTimeout, type Daemon } from '../helpers/daemon.js';
 import { sendMail, RawSmtp } from '../helpers/smtp-client.js';
@@ -18,16 +19,25 @@ import { gateway as runGateway } from '../helpers/gateway.js';
 type Tree = Record<string, unknown>;
 const MSG = 'Subject: link\r\n\r\nbody\r\n';
 
-/** Dial and hangup scripts in dir: each appends a line to its counter file; dial then runs `dialBody`. */
-async function scripts(dir: string, dialBody: string): Promise<{ dial: string; hangup: string; count: (what: 'dials' | 'hangups') => Promise<number> }> {
+/**
+ * Writes the dial and hangup scripts into dir before the daemon starts (a
+ * window may fire in its first second): each appends a line to its counter
+ * file; dial then runs `dialBody` (LINK_UP: the CLI's `link up`, as pppd's
+ * ip-up hook would). Returns the link settings that use them.
+ */
+function dialScripts(dir: string, dialBody: string, extra: Tree = {}): Tree {
   const config = path.join(dir, 'quietlink.yaml');
   const link = (state: string) => `"${process.execPath}" "${BIN}" link ${state} --iface ppp0 -c "${config}"`;
   const dial = path.join(dir, 'dial.sh');
   const hangup = path.join(dir, 'hangup.sh');
-  await fs.writeFile(dial, `#!/bin/sh\necho dial >> "${dir}/dials"\n${dialBody.replace('LINK_UP', link('up'))}\n`, { mode: 0o755 });
-  await fs.writeFile(hangup, `#!/bin/sh\necho hangup >> "${dir}/hangups"\n${link('down')} >/dev/null 2>&1\nexit 0\n`, { mode: 0o755 });
-  const count = async (what: 'dials' | 'hangups') => (await fs.readFile(path.join(dir, what), 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
-  return { dial, hangup, count };
+  writeFileSync(dial, `#!/bin/sh\necho dial >> "${dir}/dials"\n${dialBody.replace('LINK_UP', link('up'))}\n`, { mode: 0o755 });
+  writeFileSync(hangup, `#!/bin/sh\necho hangup >> "${dir}/hangups"\n${link('down')} >/dev/null 2>&1\nexit 0\n`, { mode: 0o755 });
+  return { mode: 'managed', dial, hangup, dialTimeout: '20s', ...extra };
+}
+
+/** How many times the scripts in dir ran. */
+function counter(dir: string): { count: (what: 'dials' | 'hangups') => Promise<number> } {
+  return { count: async (what) => (await fs.readFile(path.join(dir, what), 'utf8').catch(() => '')).split('\n').filter(Boolean).length };
 }
 
 const gateway = (over: (dir: string) => Tree, body: (d: Daemon, config: string, dir: string) => Promise<void>, servers: Array<{ close(): Promise<void> }> = []) =>
@@ -38,13 +48,13 @@ const windowLines = (d: Daemon) => d.logs.filter((l) => l.msg === 'window');
 
 test('managed + link.dial: send windows with nothing due never dial; poll windows dial, send ETRN and hang up once each', { timeout: 120_000 }, async () => {
   const relay = await startEtrnRelay('127.0.0.2');
-  let dialer!: Awaited<ReturnType<typeof scripts>>;
+  let dialer!: ReturnType<typeof counter>;
   await gateway((dir) => ({
     etrn: { relay: `[127.0.0.2]:${relay.port}`, domains: ['office.example'] },
     flush: { cron: ['* * * * * *'] },
-    link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s' },
+    link: dialScripts(dir, 'LINK_UP'),
   }), async (d, config, dir) => {
-    dialer = await scripts(dir, 'LINK_UP');
+    dialer = counter(dir);
     await d.waitLog(() => windowLines(d).length >= 5, 'five send windows', 15_000);
     assert.equal(await dialer.count('dials'), 0, 'no dial for an empty queue');
     assert.equal(relay.connections, 0, 'no ETRN without the link');
@@ -54,9 +64,9 @@ test('managed + link.dial: send windows with nothing due never dial; poll window
   await gateway((dir) => ({
     etrn: { relay: `[127.0.0.2]:${relay.port}`, domains: ['office.example'], poll: ['* * * * * *'] },
     metrics: { listen: '127.0.0.1:0' },
-    link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s', linger: '0s' },
+    link: dialScripts(dir, 'LINK_UP', { linger: '0s' }),
   }), async (d, config, dir) => {
-    dialer = await scripts(dir, 'LINK_UP');
+    dialer = counter(dir);
     await d.waitLog(() => windowLines(d).filter((l) => l.dialed).length >= 2, 'two poll windows that dialed', 30_000);
     const st = JSON.parse((await runCli(['status', '--json', '-c', config])).stdout);
     assert.ok(st.link.dials >= 2);
@@ -87,9 +97,9 @@ for (const [name, body, extra] of [
     const wan = await startSink({ host: '127.0.0.2' });
     await gateway((dir) => ({
       smartHost: [`[127.0.0.2]:${wan.port}`],
-      link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s', ...extra },
+      link: dialScripts(dir, body, extra),
     }), async (d, config, dir) => {
-      const dialer = await scripts(dir, body);
+      const dialer = counter(dir);
       assert.equal((await sendMail(d.port, 'alice@office.example', ['x@far.example'], MSG)).code, 250);
       const f = await runCli(['flush', '--wait', '-c', config]);
       assert.equal(f.code, 75, f.stdout + f.stderr);
@@ -137,10 +147,10 @@ test('linger: after ETRN the line stays up while the ISP pushes; hangup runs onc
     smartHost: [`[127.0.0.2]:${wan.port}`],
     routes: [{ domain: 'office.example', relay: `[127.0.0.1]:${lan.port}` }],
     etrn: { relay: `[127.0.0.2]:${relay.port}`, domains: ['office.example'] },
-    link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s', linger: '6s', lingerMax: '1m' },
+    link: dialScripts(dir, 'LINK_UP', { linger: '6s', lingerMax: '1m' }),
   }), async (d, config, dir) => {
     port = d.port;
-    const dialer = await scripts(dir, 'LINK_UP');
+    const dialer = counter(dir);
     // mail due for the WAN: the operator's window dials, delivers, sends ETRN and lingers
     assert.equal((await sendMail(d.port, 'alice@office.example', ['x@far.example'], MSG)).code, 250);
     const f = await withTimeout(runCli(['flush', '--wait', '-c', config]), 40_000, 'flush --wait');
@@ -171,9 +181,9 @@ test('a simulated day: dials = send windows with due mail + poll windows, read b
     etrn: { relay: `[127.0.0.2]:${relay.port}`, domains: ['office.example'], poll: ['*/5 * * * * *'] },
     // "business hours": a send window every 2 s; "poll": every 5 s (some coincide and join)
     flush: { cron: ['*/2 * * * * *'] },
-    link: { mode: 'managed', dial: path.join(dir, 'dial.sh'), hangup: path.join(dir, 'hangup.sh'), dialTimeout: '20s', linger: '0s' },
+    link: dialScripts(dir, 'LINK_UP', { linger: '0s' }),
   }), async (d, config, dir) => {
-    const dialer = await scripts(dir, 'LINK_UP');
+    const dialer = counter(dir);
     for (const batch of [1, 3]) {
       const before = wan.messages.length;
       for (let i = 0; i < batch; i++) assert.equal((await sendMail(d.port, 'alice@office.example', [`u${batch}-${i}@far.example`], MSG)).code, 250);
