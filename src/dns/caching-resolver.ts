@@ -117,10 +117,10 @@ export class CachingResolver implements Resolver {
       return { answer: localAnswer(q, local), age: 0, stale: false, local: true };
     }
     const now = this.deps.now();
-    const hit = this.cache.get(q.key, now, this.deps.serveStale);
-    if (hit.kind !== 'fresh') return null;
+    const hit = this.cache.fresh(q.key, now);
+    if (!hit) return null;
     this.counters.hits++;
-    return { answer: hit.entry.answer, age: Math.floor((now - hit.entry.storedAt) / 1000), stale: false, local: false };
+    return { answer: hit.answer, age: Math.floor((now - hit.storedAt) / 1000), stale: false, local: false };
   }
 
   /**
@@ -167,7 +167,13 @@ export class CachingResolver implements Resolver {
 
   /** The gateway's own lookup of one type, with the records decoded (A/AAAA/MX and CNAMEs; others as `data`). */
   async lookup(name: string, type: number, own = false): Promise<Answer> {
-    const q = makeQuery(name, type);
+    let q: Query;
+    try {
+      q = makeQuery(name, type);
+    } catch {
+      // not a DNS name (a label over 63 bytes, a name over 255): no such domain
+      return { rcode: RCODE.NXDOMAIN, answers: [], local: false, stale: false };
+    }
     const r = await this.resolve(q, own);
     if (!('answer' in r)) return { rcode: r.rcode, answers: [], local: false, stale: false, linkDown: r.linkDown };
     let records: DnsRecord[] = [];

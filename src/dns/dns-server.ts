@@ -8,7 +8,7 @@
  * answered in the same turn of the event loop, without decoding a record.
  * UDP answers fit the client's size (512 without EDNS) with TC when they
  * do not; TCP answers are whole (RFC 7766: pipelined, answered as ready,
- * idle connections closed after 10 s). A malformed query gets FORMERR, an
+ * idle connections closed after 10 s, at most 64 open). A malformed query gets FORMERR, an
  * opcode other than QUERY NOTIMP, EDNS version > 0 BADVERS; a lookup that
  * throws is logged and answered SERVFAIL.
  */
@@ -21,6 +21,8 @@ import type { CachingResolver, Reply } from './caching-resolver.js';
 import { RCODE, readQuery, type Query } from './wire.js';
 
 const TCP_IDLE_MS = 10_000;
+/** Open TCP connections at most (dnsmasq allows 20 TCP children); more are closed at once. */
+const TCP_MAX = 64;
 const TCP_LIMIT = 65_535;
 
 export class DnsServer {
@@ -68,7 +70,9 @@ export class DnsServer {
   }
 
   private startUdp(host: string, port: number): Promise<number> {
-    const sock = dgram.createSocket(net.isIP(host) === 6 ? 'udp6' : 'udp4');
+    // replies go to the address a query came from: no lookup (dgram's default defers every send by a tick)
+    const family = net.isIP(host) === 6 ? 6 : 4;
+    const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _o, cb) => cb(null, address, family) });
     sock.on('error', (err) => this.log.error({ err: err.message }, 'dns udp socket error'));
     sock.on('message', (msg, rinfo) => {
       this.handle(msg, rinfo.address, udpLimit, (b) => sock.send(b, rinfo.port, rinfo.address));
@@ -86,6 +90,10 @@ export class DnsServer {
   private startTcp(host: string, port: number): Promise<void> {
     const open = new Set<net.Socket>();
     const server = net.createServer((conn) => {
+      if (open.size >= TCP_MAX) {
+        conn.destroy();
+        return;
+      }
       open.add(conn);
       conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
       conn.on('error', () => undefined);
