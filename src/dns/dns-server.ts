@@ -56,20 +56,21 @@ export class DnsServer {
     if (q === null) return;
     if (typeof q === 'number') return send(renderError(q, null, msg));
     if (!this.isAllowed(from)) return send(renderError(RCODE.REFUSED, q));
-    const failed = (err: unknown) => {
-      this.log.error({ err: (err as Error).message, from }, 'dns query failed');
-      send(renderError(RCODE.SERVFAIL, q));
-    };
     try {
       const hit = this.resolver.cached(q);
       if (hit) return send(DnsServer.reply(hit, q, limit(q)));
-      this.resolver.resolve(q).then((r) => send(DnsServer.reply(r, q, limit(q))), failed);
+      this.resolver.resolve(q).then((r) => send(DnsServer.reply(r, q, limit(q))), (err) => this.failed(err, from, q, send));
     } catch (err) {
-      failed(err);
+      this.failed(err, from, q, send);
     }
   }
 
-  private startUdp(host: string, port: number): Promise<number> {
+  private failed(err: unknown, from: string, q: Query, send: (b: Buffer) => void): void {
+    this.log.error({ err: (err as Error).message, from }, 'dns query failed');
+    send(renderError(RCODE.SERVFAIL, q));
+  }
+
+  private startUdp(host: string, port: number): Promise<{ port: number; close: () => Promise<void> }> {
     // replies go to the address a query came from: no lookup (dgram's default defers every send by a tick)
     const family = net.isIP(host) === 6 ? 6 : 4;
     const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _o, cb) => cb(null, address, family) });
@@ -77,12 +78,12 @@ export class DnsServer {
     sock.on('message', (msg, rinfo) => {
       this.handle(msg, rinfo.address, udpLimit, (b) => sock.send(b, rinfo.port, rinfo.address));
     });
-    this.closers.push(() => new Promise<void>((r) => sock.close(() => r())));
+    const close = () => new Promise<void>((r) => sock.close(() => r()));
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(port, host, () => {
         sock.off('error', reject);
-        resolve(sock.address().port);
+        resolve({ port: sock.address().port, close });
       });
     });
   }
@@ -132,9 +133,19 @@ export class DnsServer {
     const bound: Array<{ host: string; port: number }> = [];
     for (const l of listen) {
       const { host, port } = parseHostPort(l, 53);
-      const udpPort = await this.startUdp(host, port);
-      await this.startTcp(host, udpPort);
-      bound.push({ host, port: udpPort });
+      for (let attempt = 1; ; attempt++) {
+        const udp = await this.startUdp(host, port);
+        try {
+          await this.startTcp(host, udp.port);
+          this.closers.push(udp.close);
+          bound.push({ host, port: udp.port });
+          break;
+        } catch (err) {
+          await udp.close();
+          // port 0: the port the OS gave UDP may be taken for TCP; ask for another
+          if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
+        }
+      }
     }
     return bound;
   }
