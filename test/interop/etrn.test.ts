@@ -76,6 +76,8 @@ test('fetchmail --protocol ETRN --fetchdomains cust1.dom: held mail for cust1.do
     assert.deepEqual(g.sink.messages.flatMap((m) => m.to).sort(), ['boss@cust1.dom', 'staff@cust1.dom']);
     assert.deepEqual(await held(g), { 'cust2.dom': 1 }, "cust2.dom's mail stays held");
 
+    // the flush the first ETRN started is over (a second ETRN during it joins it: 250)
+    await g.daemon!.waitLog((l) => l.msg === 'etrn flush done' && l.node === 'cust1.dom', 'the ETRN flush to end');
     const again = await runProcess(fetchmail, args, { env });
     assert.match(again.stdout + again.stderr, /ETRN< 251 OK, no messages waiting for node cust1\.dom/);
     assert.equal(again.code, 0, 'fetchmail takes 251 as a normal end');
@@ -102,6 +104,7 @@ test('msmtp --rmqs=cust1.dom: held mail for cust1.dom arrives after its ETRN (25
     const m = await g.sink.waitFor(bySubject('QLE2a'), 'the held message at the customer');
     assert.deepEqual(m.to, ['boss@cust1.dom']);
     assert.deepEqual(await held(g), { 'cust2.dom': 1 });
+    await g.daemon!.waitLog((l) => l.msg === 'etrn flush done' && l.node === 'cust1.dom', 'the ETRN flush to end');
     const again = await runProcess(msmtp, ['-C', rc, '--debug', '--rmqs=cust1.dom']);
     assert.match(again.stdout, /^<-- 251 OK, no messages waiting for node cust1\.dom\r?$/m);
     assert.equal(again.code, 0, 'msmtp takes 251 as success');
