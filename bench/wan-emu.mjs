@@ -5,9 +5,11 @@
 // to TARGET after a connection set-up of one round trip, and every byte then
 // crosses a line with
 //   - a one-way delay of rtt/2 in each direction,
-//   - a bandwidth per direction shared by all connections (one FIFO line:
-//     bytes leave in the order they reached the line, in segments of at
-//     most MSS bytes, each taking bytes*8/bps on the line, store and forward),
+//   - a bandwidth per direction shared by all connections: the connections
+//     with bytes waiting take turns, one segment of at most MSS bytes each
+//     (as TCP flows share a bottleneck, roughly; a plain FIFO would let one
+//     1 MB message hold every other connection for 2 minutes on ISDN), each
+//     segment taking bytes*8/bps on the line, store and forward,
 //   - no loss, no TCP window or slow start (a long-lived well-tuned TCP):
 //     a single connection can fill the line here, where a real one first
 //     climbs out of slow start (about log2(BDP/14.6 KB) extra round trips).
@@ -29,7 +31,6 @@ const MSS = 1460;
  */
 export async function startWan(o) {
   const oneWay = o.rttMs / 2;
-  const line = (kbps) => ({ bps: kbps * 1000, freeAt: 0 });
   const up = line(o.upKbps);
   const down = line(o.downKbps);
   const stats = fresh();
@@ -39,9 +40,36 @@ export async function startWan(o) {
     return { connections: 0, upBytes: 0, downBytes: 0, firstAt: null, lastAt: null, lastAnyAt: null };
   }
 
-  /** A FIFO of segments for one direction of one connection, written to `out` when each arrives. */
+  /**
+   * One direction of the line: the connections with bytes waiting take turns,
+   * a segment each (as TCP flows share a bottleneck, roughly), and the line
+   * sends one segment at a time. Times are kept on the line's own clock
+   * (`freeAt`), so a timer that fires late does not slow the line down.
+   */
+  function line(kbps) {
+    return { bps: kbps * 1000, freeAt: 0, active: [], turn: 0, timer: null };
+  }
+
+  function serve(l) {
+    l.timer = null;
+    const now = performance.now();
+    while (l.active.length && l.freeAt <= now) {
+      l.turn %= l.active.length;
+      const ch = l.active[l.turn];
+      const seg = ch.waiting.shift();
+      const start = Math.max(l.freeAt, seg.arrived);
+      l.freeAt = start + (seg.buf.length * 8000) / l.bps;
+      ch.arrive(seg, l.freeAt + oneWay);
+      if (ch.waiting.length) l.turn++;
+      else l.active.splice(l.turn, 1);
+    }
+    if (l.active.length) l.timer = setTimeout(() => serve(l), Math.max(0, l.freeAt - performance.now()));
+  }
+
+  /** One direction of one connection: segments wait for the line, then arrive at `out` a one-way delay later, in order. */
   function channel(l, out, dir) {
-    const q = [];
+    const ch = { waiting: [] };
+    const inflight = [];
     let timer = null;
     let endAfter = false;
     let ready = false;
@@ -49,14 +77,18 @@ export async function startWan(o) {
       timer = null;
       if (!ready) return;
       const now = performance.now();
-      while (q.length && q[0].at <= now + 0.5) {
-        const s = q.shift();
+      while (inflight.length && inflight[0].at <= now + 0.5) {
+        const s = inflight.shift();
         if (!out.destroyed) out.write(s.buf);
         stats.lastAnyAt = Math.max(stats.lastAnyAt ?? 0, s.at);
         if (!s.idle) stats.lastAt = Math.max(stats.lastAt ?? 0, s.at);
       }
-      if (q.length) timer = setTimeout(pump, Math.max(0, q[0].at - performance.now()));
-      else if (endAfter && !out.destroyed) out.end();
+      if (inflight.length) timer = setTimeout(pump, Math.max(0, inflight[0].at - performance.now()));
+      else if (endAfter && !ch.waiting.length && !out.destroyed) out.end();
+    };
+    ch.arrive = (seg, at) => {
+      inflight.push({ at, buf: seg.buf, idle: seg.idle });
+      if (!timer && ready) timer = setTimeout(pump, Math.max(0, at - performance.now()));
     };
     return {
       /** Puts bytes on the line now. */
@@ -65,28 +97,27 @@ export async function startWan(o) {
         const idle = dir === 'up' ? /^QUIT\r\n$/i.test(text) : /^221[ -]/.test(text);
         if (dir === 'up') stats.upBytes += buf.length;
         else stats.downBytes += buf.length;
-        for (let i = 0; i < buf.length; i += MSS) {
-          const seg = buf.subarray(i, i + MSS);
-          const now = performance.now();
-          const start = Math.max(now, l.freeAt);
-          l.freeAt = start + (seg.length * 8000) / l.bps;
-          q.push({ at: l.freeAt + oneWay, buf: Buffer.from(seg), idle });
-        }
-        if (!timer && ready) timer = setTimeout(pump, Math.max(0, q[0].at - performance.now()));
+        const arrived = performance.now();
+        for (let i = 0; i < buf.length; i += MSS) ch.waiting.push({ buf: Buffer.from(buf.subarray(i, i + MSS)), idle, arrived });
+        if (!l.active.includes(ch)) l.active.push(ch);
+        if (!l.timer) serve(l);
       },
       /** The far side exists (the target connection is open): deliver from now on. */
       open() {
         ready = true;
-        if (q.length && !timer) timer = setTimeout(pump, Math.max(0, q[0].at - performance.now()));
+        if (!timer) pump();
       },
       /** The sender closed: close the far side once everything queued has arrived. */
       end() {
         endAfter = true;
-        if (ready && !q.length && !timer && !out.destroyed) out.end();
+        if (ready && !inflight.length && !ch.waiting.length && !timer && !out.destroyed) out.end();
       },
       drop() {
         clearTimeout(timer);
-        q.length = 0;
+        inflight.length = 0;
+        ch.waiting.length = 0;
+        const i = l.active.indexOf(ch);
+        if (i >= 0) l.active.splice(i, 1);
       },
     };
   }
