@@ -117,11 +117,11 @@ export async function listMaildrop(spool: string): Promise<string[]> {
   }
 }
 
-/** Temporary files that a crashed `sendmail` left, older than `age` ms. */
+/** Temporary files and unused credential files (control/credentials.ts) that a crashed command left, older than `age` ms. */
 export async function staleMaildropTemps(spool: string, now: number, age: number): Promise<string[]> {
   const out: string[] = [];
   for (const n of await fs.readdir(maildropDir(spool)).catch(() => [] as string[])) {
-    if (!/^\.[0-9a-f]{24}\.tmp$/.test(n)) continue;
+    if (!/^\.[0-9a-f]{24}\.tmp$/.test(n) && !/^cred\.[0-9a-f]{32}$/.test(n)) continue;
     const st = await fs.lstat(path.join(maildropDir(spool), n)).catch(() => null);
     if (st && now - st.mtimeMs > age) out.push(n);
   }
