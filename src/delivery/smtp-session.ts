@@ -212,7 +212,7 @@ function results(tx: Tx, closing?: Reply): RcptResult[] {
   return tx.env.to.map((address, i) => {
     const rcpt = tx.rcpts[i] ?? closing;
     // a refused MAIL is every recipient's reply; a refused RCPT its own
-    const own = !isOk(mail) ? mail : !isOk(rcpt) ? rcpt : tx.data && !(tx.data.code >= 300 && tx.data.code < 400) && !isOk(tx.data) ? tx.data : tx.final ?? closing;
+    const own = !isOk(mail) ? mail : !isOk(rcpt) ? rcpt : tx.data && tx.data.code >= 400 ? tx.data : tx.final ?? closing;
     return own ? { address, code: own.code, text: own.text } : { address, code: 451, text: 'no reply for this recipient' };
   });
 }
@@ -446,7 +446,8 @@ export class SmtpSession {
       return true;
     }, onReply: (r) => {
       tx.data = r;
-      if (r.code >= 300 && r.code < 400) {
+      // 354, or 250 from the servers that say that instead (nodemailer takes it too)
+      if (r.code >= 200 && r.code < 400) {
         // the data, its final dot and (pipelined) the next transaction's commands in one write;
         // a server that said 354 with nobody accepted gets an empty message to end the DATA
         const bytes = tx.rcpts.some(isOk) ? wireBody(tx.body, 'data') : Buffer.from('.\r\n');
