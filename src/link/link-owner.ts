@@ -157,7 +157,7 @@ export class LinkOwner {
     if (open) {
       if (open.hasLink || !wants || plan === 'none' || (plan === 'dial' && open.dialed)) return open;
       this.session = plan === 'have' ? { ...open, hasLink: true } : { ...open, dialed: true, hangup: c.link.hangup };
-      if (plan === 'dial') this.session = { ...this.session, hasLink: await this.dial(c) };
+      if (plan === 'dial') return this.settleDial(await this.dial(c));
       return this.session;
     }
     const dialDelay = new DialDelay(c.dialDelay, (ms, what) => this.deps.log.info({ dialDelay: ms, what }, 'no answer on a link route: waiting dialDelay, then once more'));
@@ -166,7 +166,13 @@ export class LinkOwner {
       return this.session;
     }
     this.session = { hasLink: false, dialed: true, hangup: c.link.hangup, dialDelay };
-    this.session = { ...this.session, hasLink: await this.dial(c) };
+    return this.settleDial(await this.dial(c));
+  }
+
+  /** The dial's outcome into the session as it is now (a stop may have closed it meanwhile: then it stays closed). */
+  private settleDial(hasLink: boolean): LinkSession {
+    if (!this.session) return { hasLink: false, dialed: true, dialDelay: new DialDelay(0) };
+    this.session = { ...this.session, hasLink };
     return this.session;
   }
 
