@@ -8,8 +8,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { BIN, runCli, runProcess } from './daemon.js';
-import type { RawSmtp, Reply } from './smtp-client.js';
+import { BIN, runCli, runProcess, type Daemon } from './daemon.js';
+import { sendMail, type RawSmtp, type Reply } from './smtp-client.js';
+import type { Sink } from './sink.js';
 
 /** A client outside smtp.mynetworks and lanNetworks (both 127.0.0.1/32 in these tests). */
 export const OUTSIDE = '127.0.0.2';
@@ -139,7 +140,37 @@ export class TlsSmtp {
     this.listen();
   }
 
+  /** Waits (up to ms) for the server to close the connection. */
+  async closedByServer(ms = 10_000): Promise<boolean> {
+    if (!this.closed) await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => (clearTimeout(t), (this.wake = null), resolve());
+    });
+    return this.closed;
+  }
+
+  /** STARTTLS (its 220 checked) and the handshake. */
+  async startTls(): Promise<void> {
+    const r = await this.cmd('STARTTLS');
+    if (r.code !== 220) throw new Error(`STARTTLS refused: ${r.text}`);
+    await this.handshake();
+  }
+
   close(): void {
     this.sock.destroy();
   }
+}
+
+/**
+ * A message from the LAN (headers `hdrs`), waited for at the sink as message
+ * `n`: everything refused before it was kept or not at all; then the queue
+ * must be empty.
+ */
+export async function marker(d: Daemon, sink: Sink, config: string, n: number, hdrs: string): Promise<void> {
+  const r = await sendMail(d.port, 'alice@office.example', ['bob@far.example'], `${hdrs}Subject: marker\r\n\r\nmarker\r\n`);
+  assert.equal(r.code, 250, r.text);
+  await sink.waitMessages(n);
+  const qid = /queued as (\S+)/.exec(r.text)![1];
+  await d.waitLog((l) => l.msg === 'delivered' && l.qid === qid, 'marker delivered');
+  assert.equal(JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout).total, 0, 'nothing else in the queue');
 }

@@ -8,13 +8,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import tls from 'node:tls';
 import path from 'node:path';
-import { ROOT, runCli } from '../helpers/daemon.js';
+import { ROOT } from '../helpers/daemon.js';
 import { RawSmtp, sendMail, type Reply } from '../helpers/smtp-client.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 import { gateway as runGateway } from '../helpers/gateway.js';
+import { marker, TlsSmtp } from '../helpers/security.js';
 
 type Tree = Record<string, unknown>;
 const OUTSIDE = '127.0.0.2';
@@ -59,15 +58,6 @@ async function openTransaction(port: number, from: string, rcpt: string): Promis
   return c;
 }
 
-/** A message from the LAN, waited for at the sink: everything refused before it was kept or not at all. */
-async function marker(d: { port: number; waitLog: (p: (l: Tree) => boolean, w: string) => Promise<Tree> }, sink: Sink, config: string, n: number): Promise<void> {
-  const r = await sendMail(d.port, 'alice@office.example', ['bob@far.example'], `${HDRS}Subject: marker\r\n\r\nmarker\r\n`);
-  assert.equal(r.code, 250, r.text);
-  await sink.waitMessages(n);
-  const qid = /queued as (\S+)/.exec(r.text)![1];
-  await d.waitLog((l) => l.msg === 'delivered' && l.qid === qid, 'marker delivered');
-  assert.equal(JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout).total, 0, 'nothing else in the queue');
-}
 
 test('a client that trickles its data below smtp.minDataRate gets 421 4.4.2 and nothing of the message is kept', async () => {
   const sink = await startSink();
@@ -84,7 +74,7 @@ test('a client that trickles its data below smtp.minDataRate gets 421 4.4.2 and 
       c.close();
     }
     await d.waitLog((l) => l.msg === 'data rate too low: session closed' && l.client === OUTSIDE, 'the cut in the log');
-    await marker(d, sink, config, 1);
+    await marker(d, sink, config, 1, HDRS);
     assert.deepEqual(sink.messages.map((m) => m.from), ['alice@office.example']);
   });
 });
@@ -103,7 +93,7 @@ test('a session that finishes no transaction within timeout.session is cut with 
       stop();
       c.close();
     }
-    await marker(d, sink, config, 1);
+    await marker(d, sink, config, 1, HDRS);
     assert.equal(sink.messages.length, 1);
   });
 });
@@ -200,69 +190,11 @@ test('20 errors in a session: 421 4.7.0 Too many errors and the connection is cl
     assert.deepEqual(closed.unlogged, { 'relaying denied': 12 });
     assert.equal(d.logs.filter((l) => l.msg === 'relaying denied').length, 5);
     await d.waitLog((l) => l.msg === 'too many errors: session closed' && l.errors === 20, 'the cut in the log');
-    await marker(d, sink, config, 1);
+    await marker(d, sink, config, 1, HDRS);
     assert.equal(sink.messages.length, 1);
   });
 });
 
-/** A line client for a session that upgrades to TLS (RawSmtp stays plaintext). */
-class TlsSmtp {
-  private buf = '';
-  private wake: (() => void) | null = null;
-  closed = false;
-  private constructor(private sock: net.Socket | tls.TLSSocket) {
-    this.listen();
-  }
-  private listen(): void {
-    this.sock.on('data', (b) => ((this.buf += b.toString('latin1')), this.wake?.()));
-    this.sock.on('close', () => ((this.closed = true), this.wake?.()));
-    this.sock.on('error', () => undefined);
-  }
-  static async connect(port: number, localAddress: string): Promise<TlsSmtp> {
-    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
-    await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
-    return new TlsSmtp(sock);
-  }
-  async reply(ms = 20_000): Promise<Reply> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = /^(?:\d{3}-[^\r\n]*\r\n)*(\d{3})(?: [^\r\n]*)?\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        return { code: Number(m[1]), text: m[0].trimEnd() };
-      }
-      if (this.closed) throw new Error(`closed; unparsed ${JSON.stringify(this.buf)}`);
-      if (Date.now() > deadline) throw new Error(`no reply within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, deadline - Date.now());
-        this.wake = () => (clearTimeout(t), (this.wake = null), resolve());
-      });
-    }
-  }
-  cmd(line: string): Promise<Reply> {
-    this.sock.write(`${line}\r\n`);
-    return this.reply();
-  }
-  /** Waits (up to ms) for the server to close the connection. */
-  async closedByServer(ms = 10_000): Promise<boolean> {
-    if (!this.closed) await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.wake = () => (clearTimeout(t), (this.wake = null), resolve());
-    });
-    return this.closed;
-  }
-  async startTls(): Promise<void> {
-    assert.equal((await this.cmd('STARTTLS')).code, 220);
-    this.sock.removeAllListeners('data');
-    const secure = tls.connect({ socket: this.sock as net.Socket, rejectUnauthorized: false });
-    await new Promise((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
-    this.sock = secure;
-    this.listen();
-  }
-  close(): void {
-    this.sock.destroy();
-  }
-}
 
 const plain = (user: string, pass: string) => `AUTH PLAIN ${Buffer.from(`\0${user}\0${pass}`).toString('base64')}`;
 

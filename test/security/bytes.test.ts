@@ -10,10 +10,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { runCli, withTimeout, type Daemon } from '../helpers/daemon.js';
+import { withTimeout } from '../helpers/daemon.js';
 import { RawSmtp, sendMail, type Reply } from '../helpers/smtp-client.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 import { gateway as runGateway } from '../helpers/gateway.js';
+import { marker } from '../helpers/security.js';
 
 const OUTSIDE = '127.0.0.2';
 const HDRS = 'Date: Mon, 23 Nov 2026 08:00:00 +0000\r\nMessage-ID: <bytes@client.test>\r\n';
@@ -37,15 +38,6 @@ async function session(port: number, from: string, lines: string[]): Promise<{ c
   return { c, replies };
 }
 
-/** A message from the LAN, waited for at the sink as message `n`; then the queue must be empty. */
-async function marker(d: Daemon, sink: Sink, config: string, n: number): Promise<void> {
-  const r = await sendMail(d.port, 'alice@office.example', ['bob@far.example'], `${HDRS}Subject: marker\r\n\r\nmarker\r\n`);
-  assert.equal(r.code, 250, r.text);
-  await sink.waitMessages(n);
-  const qid = /queued as (\S+)/.exec(r.text)![1];
-  await d.waitLog((l) => l.msg === 'delivered' && l.qid === qid, 'marker delivered');
-  assert.equal(JSON.parse((await runCli(['mailq', '-c', config, '--json'])).stdout).total, 0, 'nothing else in the queue');
-}
 
 test('unknown MAIL/RCPT parameters get 555 5.5.4; the known ones (SIZE BODY SMTPUTF8 RET ENVID, NOTIFY ORCPT) pass', async () => {
   const sink = await startSink();
@@ -69,7 +61,7 @@ test('unknown MAIL/RCPT parameters get 555 5.5.4; the known ones (SIZE BODY SMTP
     }
     await sink.waitMessages(1);
     assert.deepEqual(sink.messages.map((m) => [m.from, m.to]), [['p@outside.test', ['bob@office.example']]]);
-    await marker(d, sink, config, 2);
+    await marker(d, sink, config, 2, HDRS);
   });
 });
 
@@ -98,7 +90,7 @@ test('invalid UTF-8 in MAIL and RCPT is refused with 553 and never rewritten; va
     } finally {
       c.close();
     }
-    await marker(d, sink, config, 2);
+    await marker(d, sink, config, 2, HDRS);
     const utf8 = sink.messages.find((m) => m.to[0] !== 'bob@far.example')!;
     assert.deepEqual([utf8.from, utf8.to], ['josé@far.example', ['café@office.example']]);
     assert.ok(!sink.messages.some((m) => JSON.stringify(m).includes('\ufffd')), 'no U+FFFD reached the next hop');
@@ -121,7 +113,7 @@ test('NUL bytes in the data: 554 5.6.0 and nothing kept (from outside and from t
         c.close();
       }
     }
-    await marker(d, sink, config, 1);
+    await marker(d, sink, config, 1, HDRS);
     assert.equal(sink.messages.length, 1);
   });
 });
@@ -135,7 +127,7 @@ test('more than 30 Received: fields: 554 5.4.6 Too many hops at the end of DATA,
     assert.match(r31.text, /^554 5\.4\.6 Too many hops/);
     const r30 = await send(30);
     assert.equal(r30.code, 250, r30.text);
-    await marker(d, sink, config, 2);
+    await marker(d, sink, config, 2, HDRS);
     assert.deepEqual(sink.messages.map((m) => m.to[0]).sort(), ['bob@far.example', 'hops30@far.example']);
     const kept = sink.messages.find((m) => m.to[0] === 'hops30@far.example')!;
     assert.equal(kept.body.match(/^Received:/gm)?.length, 31, 'the 30 and ours');
