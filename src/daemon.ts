@@ -96,6 +96,8 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       deliveryMode: 'queue',
       smtp: { ...config.smtp, listen: [] },
       dns: { ...config.dns, listen: [] },
+      // no listener at all: a run beside a daemon on the live spool must not clash with its ports
+      metrics: { ...config.metrics, listen: undefined },
       flush: { ...config.flush, cron: [], interval: 0 },
       etrn: { ...config.etrn, poll: [] },
       queue: { ...config.queue, groups: config.queue.groups.map((g) => ({ ...g, interval: undefined })) },
@@ -109,7 +111,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   const newId = createIdGenerator(now);
   await fsp.mkdir(config.spool, { recursive: true, mode: 0o750 });
   const journal = new IntakeJournal(config.spool, {
-    onError: (err) => log.error({ err: (err as Error).message }, 'intake journal write failed'),
+    onError: (err) => log.error({ err }, 'intake journal write failed'),
   });
   const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log, now, journal });
   const startedAt = now();
@@ -128,7 +130,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       table = buildRouteTable(config, maps.mailertable, maps.classes, hostsMap);
       log.info({ file: config.dns.hosts, names: hostsMap.size }, 'dns.hosts loaded, routes rebuilt');
     } catch (err) {
-      log.warn({ file: config.dns.hosts, err: (err as Error).message }, 'cannot read dns.hosts');
+      log.warn({ file: config.dns.hosts, err }, 'cannot read dns.hosts');
     }
   };
   await loadHosts();
@@ -195,7 +197,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   /** History lines still being written (a stop waits for them). */
   const appending = new Set<Promise<void>>();
-  const history = new WindowHistory(config.spool, { onError: (err) => log.error({ err: err.message }, 'cannot append to windows.log') });
+  const history = new WindowHistory(config.spool, { onError: (err) => log.error({ err }, 'cannot append to windows.log') });
   await history.load();
   windows = new Windows({
     runner, config: () => config, link, log, now, etrn: () => etrn(),
@@ -232,7 +234,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   // messages of one turn of the event loop share one run (and its connections)
   const intakeRuns = new IntakeRuns((ids, mode) => runner.run({ trigger: { kind: 'intake' }, ids, deliveryMode: mode })
-    .then(() => undefined, (err) => log.error({ err: (err as Error).message }, 'delivery after intake failed')));
+    .then(() => undefined, (err) => log.error({ err }, 'delivery after intake failed')));
   // a sendmail's request carries its own message's delivery wish (-odi/-odb/-odq) across the pickup
   let submissions!: Submissions;
   const pickup = new MaildropPickup({
@@ -291,7 +293,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
     } catch (err) {
       const problems = (err as { problems?: ConfigProblem[] }).problems;
       if (problems) for (const p of problems) log.error({ reason }, `reload refused: ${formatProblem(p)}`);
-      else log.error({ reason, err: (err as Error).message }, 'reload refused');
+      else log.error({ reason, err }, 'reload refused');
       return problems ?? [{ file: configFile, line: 0, message: (err as Error).message }];
     }
   };
@@ -348,10 +350,10 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   // leftovers of writes a crash interrupted: swept in the background (a big queue must not delay the start)
   void queue.recover(startedAt).then(
     (swept) => log.info({ files: swept }, 'leftovers swept'),
-    (err) => log.error({ err: (err as Error).message }, 'sweeping leftovers failed'),
+    (err) => log.error({ err }, 'sweeping leftovers failed'),
   );
   // what was waiting for deliveryMode's "at once" when the daemon stopped goes now
-  if (!standalone) void runner.run({ trigger: { kind: 'intake' } }).catch((err) => log.error({ err: (err as Error).message }, 'start-up run failed'));
+  if (!standalone) void runner.run({ trigger: { kind: 'intake' } }).catch((err) => log.error({ err }, 'start-up run failed'));
 
   return {
     log,

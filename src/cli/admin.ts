@@ -21,10 +21,28 @@ function queueIds(argv: readonly string[], command: string): string[] {
   return [...argv];
 }
 
+/** Takes `-Q REASON` / `-QREASON` out of argv (quarantine's flag, and hold's): the reason, or undefined. */
+export function takeReason(argv: readonly string[], command: string): { reason?: string; rest: string[] } {
+  let reason: string | undefined;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '-Q') {
+      if (argv[i + 1] === undefined) throw new UsageError(`${command}: -Q needs a reason${command === 'quarantine' ? ' ("" releases)' : ''}`);
+      reason = argv[++i];
+    } else if (argv[i].startsWith('-Q')) reason = argv[i].slice(2);
+    else rest.push(argv[i]);
+  }
+  if (reason !== undefined && /[\r\n]/.test(reason)) throw new UsageError(`${command}: the reason must be one line`);
+  return { reason, rest };
+}
+
+/** `hold [-Q REASON] ID...`: mailq shows the reason under the message (`HOLD: REASON`). */
 export async function runHold(config: Config, argv: string[]): Promise<number> {
-  const ids = queueIds(argv, 'hold');
-  await controlRequest(config.spool, 'hold', { ids });
-  for (const id of ids) process.stdout.write(`${id}: held\n`);
+  const { reason, rest } = takeReason(argv, 'hold');
+  if (reason === '') throw new UsageError('hold: -Q needs a reason (release lets a message go)');
+  const ids = queueIds(rest, 'hold');
+  await controlRequest(config.spool, 'hold', { ids, reason });
+  for (const id of ids) process.stdout.write(`${id}: held${reason ? ` (${reason})` : ''}\n`);
   return EX.OK;
 }
 
@@ -37,17 +55,8 @@ export async function runRelease(config: Config, argv: string[]): Promise<number
 
 /** `quarantine -Q REASON (ID... | -qR/-qS/-qI/-qG STR [-qQ])`; `-Q ""` releases. */
 export async function runQuarantine(config: Config, argv: string[]): Promise<number> {
-  let reason: string | undefined;
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '-Q') {
-      if (argv[i + 1] === undefined) throw new UsageError('quarantine: -Q needs a reason ("" releases)');
-      reason = argv[++i];
-    } else if (argv[i].startsWith('-Q')) reason = argv[i].slice(2);
-    else rest.push(argv[i]);
-  }
+  const { reason, rest } = takeReason(argv, 'quarantine');
   if (reason === undefined) throw new UsageError('quarantine: give a reason with -Q REASON (-Q "" releases)');
-  if (/[\r\n]/.test(reason)) throw new UsageError('quarantine: the reason must be one line');
   const { selection, rest: idsArgs } = extractSelection(rest);
   const bySelection = selection.selectors.length > 0 || selection.quarantined;
   if (bySelection && idsArgs.length) throw new UsageError('quarantine: give queue IDs or selectors, not both');

@@ -16,7 +16,7 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
            -bv ADDR... where each address goes after aliasing; -bi checks the aliases (newaliases)
   newaliases                 check the aliases file and have the daemon reload it
   mailq [-qR|-qS|-qI STR] [-qG GROUP] [-qQ] [--json]  list the queue
-  hold ID... | release ID...
+  hold [-Q REASON] ID... | release ID...
   quarantine -Q REASON (ID... | -qR/-qS/-qI STR)     -Q "" releases
   flush [-qR|-qS|-qI STR] [-qG GROUP] [-v] [--wait] [--dry-run]   run the matching mail now
   route [--json] ADDRESS...  where each address goes (no DNS lookup; sendmail -bt)
@@ -73,7 +73,7 @@ async function start(file: string): Promise<number> {
     const stop = (signal: string) => {
       daemon.log.info({ signal }, 'signal received');
       daemon.stop().then(() => daemon.log.flush(() => resolve()), (err) => {
-        daemon.log.error({ err: (err as Error).message }, 'error while stopping');
+        daemon.log.error({ err }, 'error while stopping');
         resolve();
       });
     };

@@ -15,7 +15,7 @@ import { needsAdmin } from './protocol.js';
 import { credentialUid, PermissionError } from './credentials.js';
 import { ADMIN_GROUP, mayAdminister } from './users.js';
 import type { Queue } from '../queue/queue.js';
-import { asQueueId } from '../queue/queue-id.js';
+import { isQueueId, type QueueId } from '../queue/queue-id.js';
 import { summarize } from '../queue/summary.js';
 import { listingOf, mailqPieces } from '../queue/listing.js';
 import type { Selection } from '../queue/select.js';
@@ -46,7 +46,9 @@ export interface HandlerDeps {
 
 function ids(args: Record<string, unknown>) {
   if (!Array.isArray(args.ids)) throw new UsageError('No queue IDs given');
-  return args.ids.map((s) => asQueueId(String(s)));
+  const bad = args.ids.find((s) => !isQueueId(String(s)));
+  if (bad !== undefined) throw new UsageError(`"${String(bad)}" is not a queue ID`);
+  return args.ids.map((s) => String(s) as QueueId);
 }
 
 const WISHES: readonly DeliveryWish[] = ['interactive', 'background', 'queue', 'deferred'];
@@ -64,7 +66,7 @@ export function controlHandlers(d: HandlerDeps): Map<string, ControlHandler> {
       }
       const window = d.windows.request({ cause: 'operator', selection, onEvent: args.verbose ? (e: RunEvent) => emit(e) : undefined });
       if (!args.wait && !args.verbose && !d.standalone) {
-        window.catch((err) => log.error({ err: (err as Error).message }, 'flush failed'));
+        window.catch((err) => log.error({ err }, 'flush failed'));
         return { started: true };
       }
       return window;

@@ -86,7 +86,7 @@ export class ControlServer {
         (data) => send({ type: 'result', ok: true, data: data ?? null }),
         (err) => {
           const exitCode = exitCodeOf(err);
-          if (exitCode === EX.SOFTWARE) this.log.error({ cmd: req.cmd, err: (err as Error).message }, 'control command failed');
+          if (exitCode === EX.SOFTWARE) this.log.error({ cmd: req.cmd, err }, 'control command failed');
           send({ type: 'result', ok: false, error: { message: (err as Error).message, exitCode } });
         },
       ).finally(() => sock.end());

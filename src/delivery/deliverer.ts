@@ -317,7 +317,7 @@ export class Deliverer {
             job.xdelay = lastPacket - sentAt;
             // the next messages go out while this one's results are written down
             const rec: Promise<void> = opts.onResult(job, results)
-              .catch((err) => this.deps.log.error({ qid: job.env.id, err: (err as Error).message }, 'cannot record results'))
+              .catch((err) => this.deps.log.error({ qid: job.env.id, err }, 'cannot record results'))
               .finally(() => recording.delete(rec));
             recording.add(rec);
           }).finally(() => inflight.delete(sending));

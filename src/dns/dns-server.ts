@@ -66,7 +66,7 @@ export class DnsServer {
   }
 
   private failed(err: unknown, from: string, q: Query, send: (b: Buffer) => void): void {
-    this.log.error({ err: (err as Error).message, from }, 'dns query failed');
+    this.log.error({ err, from }, 'dns query failed');
     send(renderError(RCODE.SERVFAIL, q));
   }
 
@@ -74,7 +74,7 @@ export class DnsServer {
     // replies go to the address a query came from: no lookup (dgram's default defers every send by a tick)
     const family = net.isIP(host) === 6 ? 6 : 4;
     const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: (address, _o, cb) => cb(null, address, family) });
-    sock.on('error', (err) => this.log.error({ err: err.message }, 'dns udp socket error'));
+    sock.on('error', (err) => this.log.error({ err }, 'dns udp socket error'));
     sock.on('message', (msg, rinfo) => {
       this.handle(msg, rinfo.address, udpLimit, (b) => sock.send(b, rinfo.port, rinfo.address));
     });

@@ -82,7 +82,7 @@ export class EtrnServer {
         reply(code, text);
       },
       (err) => {
-        this.deps.log.error({ client, etrn: arg, err: (err as Error).message }, 'etrn failed');
+        this.deps.log.error({ client, etrn: arg, err }, 'etrn failed');
         reply(458, `Unable to queue messages for node ${arg}`);
       },
     );
@@ -117,7 +117,7 @@ export class EtrnServer {
     if (pending === 0) return { code: 251, text: `OK, no messages waiting for node ${node}` };
     const run = this.deps.runner.run({ trigger: { kind: 'etrn' }, recipientFilter: inNode })
       .then((s) => this.deps.log.info({ node, delivered: s.delivered, deferred: s.deferred, failed: s.failed }, 'etrn flush done'))
-      .catch((err) => this.deps.log.error({ node, err: (err as Error).message }, 'etrn flush failed'))
+      .catch((err) => this.deps.log.error({ node, err }, 'etrn flush failed'))
       .finally(() => this.running.delete(node));
     this.running.set(node, run);
     return { code: 253, text: `OK, ${pending} pending messages for node ${node} started` };

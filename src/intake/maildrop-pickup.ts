@@ -93,7 +93,7 @@ export class MaildropPickup {
   /** Scans every minute for what a missed notification left. */
   startScan(): void {
     this.timer = setInterval(() => {
-      this.run().catch((err) => this.deps.log.error({ err: (err as Error).message }, 'maildrop scan failed'));
+      this.run().catch((err) => this.deps.log.error({ err }, 'maildrop scan failed'));
     }, SCAN_EVERY);
     this.timer.unref();
   }
@@ -123,7 +123,7 @@ export class MaildropPickup {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         const owner = await fs.lstat(path.join(maildropDir(spool), name)).then((st) => this.deps.userName(st.uid), () => 'unknown');
         log.error({ file: name, user: owner, reason: (err as Error).message }, 'maildrop file refused: moved to corrupt');
-        await moveMaildropToCorrupt(spool, name).catch((e) => log.error({ file: name, err: (e as Error).message }, 'cannot move maildrop file to corrupt'));
+        await moveMaildropToCorrupt(spool, name).catch((e) => log.error({ file: name, err: e }, 'cannot move maildrop file to corrupt'));
         this.note(name, null, done);
         continue;
       }
@@ -135,7 +135,7 @@ export class MaildropPickup {
         await fsyncDir(maildropDir(spool));
         this.note(name, (await this.queue(id, picked)).map((e) => e.id), done);
       } catch (err) {
-        log.error({ file: name, err: (err as Error).message }, 'cannot pick up maildrop file');
+        log.error({ file: name, err }, 'cannot pick up maildrop file');
       }
     }
     for (const n of await staleMaildropTemps(spool, this.deps.now(), STALE_TEMP)) {

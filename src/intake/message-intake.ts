@@ -141,11 +141,11 @@ export async function receiveMessage(stream: SMTPServerDataStream, session: SMTP
     await refuse(refusal);
   }
   if (isNoSpace(failure)) {
-    log.warn({ sid: session.id, err: (failure as Error).message }, 'spool file system full: message refused');
+    log.warn({ sid: session.id, err: failure }, 'spool file system full: message refused');
     failure = insufficientStorage(failure);
   }
   if (failure) {
-    if (!(failure instanceof MailError)) log.error({ sid: session.id, err: (failure as Error).message }, 'cannot write message to the queue');
+    if (!(failure instanceof MailError)) log.error({ sid: session.id, err: failure }, 'cannot write message to the queue');
     await refuse(failure);
   }
   try {
@@ -176,7 +176,7 @@ export async function receiveMessage(stream: SMTPServerDataStream, session: SMTP
     if (delivering) await delivering;
     return `2.0.0 Ok: queued as ${id}`;
   } catch (err) {
-    log.error({ qid: id, err: (err as Error).message }, 'cannot commit message to the queue');
+    log.error({ qid: id, err }, 'cannot commit message to the queue');
     await writer?.abort().catch(() => undefined);
     throw err instanceof MailError ? err : isNoSpace(err) ? insufficientStorage(err) : new MailError(451, '4.3.0', 'Local error in processing, try again later', { cause: err });
   }

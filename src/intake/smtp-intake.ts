@@ -218,7 +218,7 @@ export class SmtpIntake {
         setTimeout(() => cb(replyError(new MailError(535, '5.7.8', 'Authentication credentials invalid'))), authFailureDelay(guard.authFailures));
       },
       (err) => {
-        this.deps.log.error({ err: (err as Error).message, file }, 'cannot read users file');
+        this.deps.log.error({ err, file }, 'cannot read users file');
         cb(replyError(new MailError(454, '4.7.0', 'Temporary authentication failure')));
       },
     );
@@ -276,7 +276,7 @@ export class SmtpIntake {
       const bad = list?.find((x) => !isValidMailbox(x, true));
       if (bad !== undefined) throw new Error(`expansion of ${address.address} gave a bad address: ${JSON.stringify(bad)}`);
     } catch (err) {
-      this.deps.log.error({ sid: session.id, to: address.address, err: (err as Error).message }, 'cannot expand recipient');
+      this.deps.log.error({ sid: session.id, to: address.address, err }, 'cannot expand recipient');
       return cb(replyError(new MailError(451, '4.3.0', 'Local error in processing the recipient, try again later', { cause: err })));
     }
     if (list && list.length > 0) {
@@ -292,7 +292,7 @@ export class SmtpIntake {
     for (const listen of this.deps.config.smtp.listen) {
       const { host, port } = parseHostPort(listen);
       const server = new SMTPServer(this.options());
-      server.on('error', (err) => this.deps.log.error({ err: err.message, listen }, 'SMTP server error'));
+      server.on('error', (err) => this.deps.log.error({ err, listen }, 'SMTP server error'));
       await new Promise<void>((resolve, reject) => {
         server.server.once('error', reject);
         server.listen(port, host, () => {

@@ -24,7 +24,7 @@ export function startLinkCommand(command: string, log: Logger, what: 'dial' | 'h
   child.stderr.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => {
     child.once('error', (err) => {
-      log.error({ command, err: err.message }, `link ${what} command failed to start`);
+      log.error({ command, err }, `link ${what} command failed to start`);
       resolve(null);
     });
     child.once('close', (code, signal) => {

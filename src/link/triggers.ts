@@ -37,7 +37,7 @@ export class Triggers {
 
   /** Opens (or joins) a window; failures are logged, never thrown at a timer. */
   fire(req: WindowRequest): void {
-    this.deps.window(req).catch((err) => this.deps.log.error({ cause: req.cause, err: (err as Error).message }, 'window failed'));
+    this.deps.window(req).catch((err) => this.deps.log.error({ cause: req.cause, err }, 'window failed'));
   }
 
   schedule(): void {
@@ -51,7 +51,7 @@ export class Triggers {
           // a group's run still going: the next tick is merged into it, not started beside it
           if (this.groupRuns.has(g.name)) return;
           const run = this.deps.groupRun(g.name)
-            .catch((err) => this.deps.log.error({ err: (err as Error).message, group: g.name }, 'queue run failed'))
+            .catch((err) => this.deps.log.error({ err, group: g.name }, 'queue run failed'))
             .finally(() => this.groupRuns.delete(g.name));
           this.groupRuns.set(g.name, run);
         }, g.interval));

@@ -16,7 +16,9 @@ export class RecentProblems {
     const [first, second] = args;
     const fields = typeof first === 'object' && first !== null ? first as Record<string, unknown> : {};
     const text = typeof first === 'string' ? first : typeof second === 'string' ? second : '';
-    const detail = typeof fields.err === 'string' ? `: ${fields.err}` : typeof fields.reason === 'string' ? `: ${fields.reason}` : '';
+    // `err` is the Error itself (pino's serializer keeps its stack and cause); older callers gave its message
+    const err = fields.err instanceof Error ? fields.err.message : fields.err;
+    const detail = typeof err === 'string' ? `: ${err}` : typeof fields.reason === 'string' ? `: ${fields.reason}` : '';
     this.items.push({
       time: new Date().toISOString(), level: level >= 60 ? 'fatal' : level >= 50 ? 'error' : 'warn',
       msg: `${text}${detail}`, ...(typeof fields.qid === 'string' ? { qid: fields.qid } : {}),

@@ -115,7 +115,7 @@ export async function startMetricsServer(listen: string, body: () => Promise<str
     body().then(
       (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
       (err) => {
-        log.error({ err: (err as Error).message }, 'metrics scrape failed');
+        log.error({ err }, 'metrics scrape failed');
         res.writeHead(500, { 'content-type': 'text/plain' }).end('scrape failed\n');
       },
     );

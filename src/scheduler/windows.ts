@@ -207,7 +207,7 @@ export class Windows {
       dialed = Boolean(final?.dialed);
       // from here on a trigger opens the next window, which waits for this one's hangup
       if (this.open === w) this.open = null;
-      this.closing = link.close().catch((err) => log.error({ err: (err as Error).message }, 'link hangup failed'));
+      this.closing = link.close().catch((err) => log.error({ err }, 'link hangup failed'));
       await this.closing;
     }
     const record: WindowRecord = {

@@ -19,7 +19,7 @@ async function fixture() {
 async function jsonQueue(config: string, ...args: string[]) {
   const r = await runCli(['mailq', '-c', config, '--json', ...args]);
   assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout) as { total: number; messages: Array<{ id: string; sender: string; state: string; group: string; recipients: Array<{ address: string }>; quarantine?: { reason: string } }> };
+  return JSON.parse(r.stdout) as { total: number; messages: Array<{ id: string; sender: string; state: string; group: string; recipients: Array<{ address: string }>; quarantine?: { reason: string }; hold?: { reason: string } }> };
 }
 
 test('a message by SMTP and one by sendmail -t both show in mailq; Total requests counts them', async () => {
@@ -177,6 +177,30 @@ test('hold, release and quarantine from the command line', async () => {
     const down = await runCli(['hold', '-c', config, '0000000000000000']);
     assert.equal(down.code, 69);
     assert.match(down.stderr, /daemon is not running/);
+  } finally {
+    await daemon.stop();
+    await cleanup();
+  }
+});
+
+test('hold -Q REASON keeps the reason: mailq shows HOLD: REASON under the message; a bad ID on the control socket is 64', async () => {
+  const { config, cleanup } = await fixture();
+  const daemon = await startDaemon(config);
+  try {
+    await sendMail(daemon.port, 'alice@office.example', ['bob@far.example'], 'Subject: 1\r\n\r\nx\r\n');
+    const [a] = (await jsonQueue(config)).messages.map((m) => m.id);
+    const held = await runCli(['hold', '-c', config, '-Q', 'waiting for the customer', a]);
+    assert.equal(held.code, 0, held.stderr);
+    assert.match(held.stdout, /held \(waiting for the customer\)/);
+    assert.match((await runCli(['mailq', '-c', config])).stdout, /^ +HOLD: waiting for the customer$/m);
+    assert.equal((await jsonQueue(config)).messages[0].hold?.reason, 'waiting for the customer');
+    assert.equal((await runCli(['hold', '-c', config, '-Q', 'two\nlines', a])).code, 64);
+    assert.equal((await runCli(['hold', '-c', config, '-Q'])).code, 64);
+    // the daemon checks what it is sent, whatever client sends it
+    const { controlRequest } = await import('../../src/control/client.js');
+    const spool = path.join(path.dirname(config), 'spool');
+    await assert.rejects(controlRequest(spool, 'release', { ids: ['../../etc/passwd'] }), (err: { exitCode?: number }) => err.exitCode === 64);
+    await assert.rejects(controlRequest(spool, 'hold', { ids: 'not a list' }), (err: { exitCode?: number }) => err.exitCode === 64);
   } finally {
     await daemon.stop();
     await cleanup();

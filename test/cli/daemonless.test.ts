@@ -89,3 +89,45 @@ test('flush --spool DIR runs a moved-aside queue once, with or without a daemon 
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('flush --spool DIR opens no listener: it runs while a daemon holds every port its configuration names', async () => {
+  const sink = await startSink();
+  const dir = await tempDir();
+  const over = { smartHost: [`[127.0.0.1]:${sink.port}`], link: { mode: 'permanent' }, deliveryMode: 'queue' };
+  const config = await writeConfig(dir, over);
+  try {
+    const d = await startDaemon(config);
+    assert.equal((await sendMail(d.port, 'a@office.example', ['old@far.example'], 'Subject: old\r\n\r\nx\r\n')).code, 250);
+    await d.stop();
+    const old = path.join(dir, 'omqueue');
+    await fs.rename(path.join(dir, 'spool'), old);
+    // the live gateway: SMTP, DNS and metrics on ports of the system's choosing
+    const live = await writeConfig(dir, { ...over, dns: { listen: ['127.0.0.1:0'] }, metrics: { listen: '127.0.0.1:0' } });
+    const main = await startDaemon(live);
+    try {
+      const ready = await main.waitLog((l) => l.msg === 'ready', 'ready');
+      const held = {
+        smtp: (ready.listen as Array<{ port: number }>).map((l) => `127.0.0.1:${l.port}`),
+        dns: (ready.dns as Array<{ port: number }>).map((l) => `127.0.0.1:${l.port}`),
+        metrics: `127.0.0.1:${(ready.metrics as { port: number }).port}`,
+      };
+      assert.equal(held.dns.length, 1);
+      // the moved-aside queue's run names exactly the ports the live gateway holds
+      // (in a directory of its own: the live daemon watches its own file)
+      const clash = await writeConfig(await fs.mkdtemp(path.join(dir, 'clash-')), {
+        ...over, smtp: { listen: held.smtp }, dns: { listen: held.dns }, metrics: { listen: held.metrics },
+      });
+      const r = await runCli(['flush', '-c', clash, '--spool', old]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.doesNotMatch(r.stderr, /EADDRINUSE/);
+      assert.equal(sink.messages.length, 1);
+      // the live gateway was not disturbed
+      assert.equal((await sendMail(main.port, 'a@office.example', ['new@far.example'], 'Subject: new\r\n\r\nx\r\n')).code, 250);
+    } finally {
+      await main.stop();
+    }
+  } finally {
+    await sink.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -202,7 +202,7 @@ test('disk: below queue.minFreeBlocks intake answers 452 4.3.1 and sendmail exit
     const enospc = await sendMail(d.port, 'alice@far.example', ['d@far.example'], huge);
     assert.equal(enospc.code, 452, enospc.text);
     assert.match(enospc.text, /^452 4\.3\.1 Insufficient system storage/);
-    assert.ok(d.logs.some((l) => /ENOSPC/.test(String(l.err))), 'the write itself ran out of space');
+    assert.ok(d.logs.some((l) => /ENOSPC/.test(JSON.stringify(l.err))), 'the write itself ran out of space');
     // space returns: mail is taken again, without a restart
     await fs.rm(filler, { force: true });
     assert.equal((await sendMail(d.port, 'alice@far.example', ['e@far.example'], MSG('room again'))).code, 250);
