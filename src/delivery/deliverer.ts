@@ -31,6 +31,7 @@ import type { AttemptResult } from '../scheduler/apply-results.js';
 import { LinkDownError, MailError } from '../errors.js';
 import { expandHosts, type Resolver, type SelfIdentity, type Target } from './resolver.js';
 import { SessionError, SmtpSession, type SessionEvent, type Timeouts } from './smtp-session.js';
+import { TlsSessions } from './tls-sessions.js';
 import type { JobQueue } from '../scheduler/job-queue.js';
 
 /** How long an idle connection waits for the run to bring more mail before it quits (ms). */
@@ -109,6 +110,8 @@ function transactions(rcpts: readonly Recipient[]): Recipient[][] {
 export class Deliverer {
   /** Numbers every connection attempt, for the dialogue's `conn` label. */
   private connections = 0;
+  /** TLS sessions per next hop, kept from one window to the next (STARTTLS resumes them). */
+  private readonly tlsSessions = new TlsSessions();
 
   constructor(private readonly deps: DelivererDeps) {}
 
@@ -123,6 +126,7 @@ export class Deliverer {
           timeouts: this.deps.timeouts,
           firstConnection,
           authinfo: authFor(this.deps.authinfo(), t),
+          tlsSessions: this.tlsSessions,
           onEvent,
         });
       } catch (err) {

@@ -1,20 +1,23 @@
 /**
- * delivery/smtp-session.ts takes the socket over from nodemailer's
- * SMTPConnection after EHLO/STARTTLS/AUTH and reads a few members that are
- * not public API (NODEMAILER_INTERNALS). When nodemailer changes one of
- * them, these tests fail and name it. Written against nodemailer 10.6.0.
+ * delivery/smtp-connect.ts sets a connection up on nodemailer's
+ * SMTPConnection (EHLO/STARTTLS/AUTH), wraps a few of its members that are
+ * not public API (NODEMAILER_INTERNALS) and hands the socket over to
+ * delivery/smtp-session.ts. When nodemailer changes one of them, these
+ * tests fail and name it. Written against nodemailer 10.6.0.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { NODEMAILER_INTERNALS, missingInternals, SmtpSession } from '../../src/delivery/smtp-session.js';
+import { NODEMAILER_INTERNALS, missingInternals } from '../../src/delivery/smtp-connect.js';
+import { SmtpSession } from '../../src/delivery/smtp-session.js';
 import { startSink } from '../helpers/sink.js';
 
 const version = (createRequire(import.meta.url)('nodemailer/package.json') as { version: string }).version;
 
-test(`nodemailer ${version}: every member smtp-session.ts relies on is there, with its kind`, async () => {
+test(`nodemailer ${version}: every member smtp-connect.ts relies on is there, with its kind`, async () => {
   const sink = await startSink();
   const conn = new SMTPConnection({ host: '127.0.0.1', port: sink.port, name: 'gw.test.example', ignoreTLS: true } as ConstructorParameters<typeof SMTPConnection>[0]);
   try {
@@ -54,6 +57,33 @@ test('a session taken over from nodemailer carries a message and nodemailer hear
     assert.equal(sink.messages.length, 1);
     s.quit();
   } finally {
+    await sink.close();
+  }
+});
+
+test(`nodemailer ${version}: _upgradeConnection puts the TLS socket in _socket before the handshake, so its tickets can be kept`, async () => {
+  const sink = await startSink({ tls: true });
+  const conn = new SMTPConnection({ host: '127.0.0.1', port: sink.port, name: 'gw.test.example', opportunisticTLS: true, tls: { rejectUnauthorized: false } } as ConstructorParameters<typeof SMTPConnection>[0]);
+  const c = conn as unknown as { _socket: Socket; _upgradeConnection(cb: (err: Error | null, secured?: boolean) => void): void; secure: boolean };
+  const seen: string[] = [];
+  try {
+    const upgrade = c._upgradeConnection.bind(conn);
+    c._upgradeConnection = (cb) => {
+      const plain = c._socket;
+      upgrade(cb);
+      seen.push('upgrade');
+      assert.ok(c._socket instanceof TLSSocket && c._socket !== plain, 'SMTPConnection._upgradeConnection no longer sets _socket to the TLS socket as it returns');
+      c._socket.on('session', () => seen.push('session'));
+    };
+    await new Promise<void>((resolve, reject) => {
+      conn.once('error', reject);
+      conn.connect(() => resolve());
+    });
+    assert.equal(c.secure, true);
+    assert.equal(seen[0], 'upgrade', 'STARTTLS no longer goes through SMTPConnection._upgradeConnection');
+    assert.ok(seen.includes('session'), 'no TLS session arrived during the set-up');
+  } finally {
+    conn.close();
     await sink.close();
   }
 });
