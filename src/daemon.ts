@@ -54,6 +54,8 @@ import { Windows, type WindowRecord } from './scheduler/windows.js';
 import { IntakeRuns } from './scheduler/intake-runs.js';
 import { sendEtrnToRelays, type EtrnResult } from './etrn/etrn-client.js';
 import { EtrnServer } from './etrn/etrn-server.js';
+import { startOdmrServer } from './odmr/server.js';
+import { pullByOdmr } from './odmr/client.js';
 import { parseHosts } from './routing/route.js';
 import { createDaemonLogger, RecentProblems } from './observability/logger.js';
 
@@ -188,9 +190,11 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   });
 
   /** ETRN for the given domains (default etrn.domains) to the given relay (default etrn.relay). */
-  const etrn = async (relays: readonly string[] = config.etrn.relay, domains: readonly string[] = config.etrn.domains): Promise<EtrnResult | null> => {
+  const etrn = async (relays: readonly string[] = config.etrn.relay, domains: readonly string[] = config.etrn.domains, odmr = config.etrn.mode === 'odmr'): Promise<EtrnResult | null> => {
     if (!relays.length || !domains.length) return null;
-    const result = await sendEtrnToRelays(relays, domains, config.hostname, config.timeout.etrn, resolver);
+    const result = odmr
+      ? await pullByOdmr(relays, domains, { hostname: config.hostname, timeoutMs: config.timeout.etrn, resolver, authinfo: () => maps.authinfo, serve: (s) => intake.serve(s), log, metrics })
+      : await sendEtrnToRelays(relays, domains, config.hostname, config.timeout.etrn, resolver);
     if (result.replies.length) metrics.inc('quietlink_etrn_sent_total', undefined, result.replies.length);
     log.info({ relay: result.relay, replies: result.replies, offersEtrn: result.offersEtrn, error: result.error }, 'etrn sent');
     return result;
@@ -339,6 +343,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
   };
   const dnsServer = new DnsServer(resolver, dnsAllowList, log);
   const dnsBound = await dnsServer.start(config.dns.listen);
+  const odmrServer = standalone ? null : await startOdmrServer({ queue, config: () => config, table: () => table, classes: () => maps.classes, log, now, notify, metrics, etrnBusy: (d) => etrnServer.isFlushing(d) });
   const metricsServer = config.metrics.listen ? await startMetricsServer(config.metrics.listen, () => status.scrape(), log) : null;
   if (config.dns.hosts) fs.watchFile(config.dns.hosts, { interval: 2000, persistent: false }, () => void loadHosts());
   link.start();
@@ -375,6 +380,7 @@ export async function startDaemon(configFile: string, standalone?: StandaloneOpt
       for (const f of watched) fs.unwatchFile(f);
       process.off('SIGHUP', onHup);
       await intake.stop();
+      await odmrServer?.stop();
       // deliveries in flight finish and are written down (bounded: a hung next hop times out)
       await Promise.race([Promise.all([runner.stop(), windowClosed]), new Promise((r) => setTimeout(r, STOP_GRACE).unref())]);
       // a window still open after the grace: its line is hung up all the same (bounded by the hangup's own timeout)

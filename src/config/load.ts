@@ -119,6 +119,7 @@ function resolvePaths(config: Config, base: string): Config {
       auth: config.smtp.auth && { users: r(config.smtp.auth.users)! },
     },
     dns: { ...config.dns, hosts: r(config.dns.hosts) },
+    odmr: { ...config.odmr, users: r(config.odmr.users) },
   };
 }
 

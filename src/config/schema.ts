@@ -184,6 +184,18 @@ export const configSchema = z.strictObject({
     allow: z.array(cidr).default(['0.0.0.0/0', '::/0']),
     domains: z.array(domain).optional(),
   }).prefault({}),
+  /**
+   * ODMR server (RFC 2645, SPEC §7; src/odmr/): listeners (port 366 by
+   * convention), the customers' secrets and the domains each may take
+   * (`user secret [dom,.dom...]`; no domains: those of the class named
+   * like the user). AUTH needs TLS (smtp.tls, STARTTLS) unless
+   * insecureAuth, which is for tests only.
+   */
+  odmr: z.strictObject({
+    listen: z.array(listenAddress).default([]),
+    users: z.string().min(1).optional(),
+    insecureAuth: z.boolean().default(false),
+  }).prefault({}),
   link: z.strictObject({
     mode: z.enum(['managed', 'demand', 'permanent']).default('managed'),
     interface: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, 'invalid interface name').optional(),

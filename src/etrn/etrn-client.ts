@@ -28,6 +28,8 @@ export interface EtrnResult {
   offersEtrn: boolean;
   replies: EtrnReply[];
   error?: string;
+  /** etrn.mode odmr (odmr/client.ts): the messages received on the turned-round connection. */
+  odmr?: { received: number };
 }
 
 export async function sendEtrn(target: { ip: string; port: number; name: string }, domains: readonly string[], hostname: string, timeoutMs = 120_000, configured = timeoutMs): Promise<EtrnResult> {

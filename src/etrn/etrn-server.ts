@@ -72,6 +72,12 @@ export class EtrnServer {
 
   constructor(private readonly deps: EtrnServerDeps) {}
 
+  /** Whether an ETRN flush for this domain (`dom`, or `@parent`) runs now: ODMR's ATRN starts no second one (`#group` flushes are not seen). */
+  isFlushing(domain: string): boolean {
+    const d = domain.toLowerCase();
+    return [...this.running.keys()].some((node) => node === d || (node.startsWith('@') && (d === node.slice(1) || d.endsWith(`.${node.slice(1)}`))));
+  }
+
   handle(arg: string, session: unknown, reply: (code: number, text: string) => void): void {
     const client = String((session as { remoteAddress?: string }).remoteAddress ?? '');
     this.decide(arg, client).then(

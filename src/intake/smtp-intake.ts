@@ -27,6 +27,8 @@
  * kind and a session, the rest summed up when it closes.
  */
 import fs from 'node:fs';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession, type SMTPServerAddress } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -305,6 +307,31 @@ export class SmtpIntake {
       this.servers.push(server);
     }
     return bound;
+  }
+
+  /**
+   * One SMTP session on a connection that is already open (ODMR, odmr/client.ts:
+   * the relay's connection turned round), under the same rules as any other
+   * (the peer's address decides relaying: the ISP relay's push); no STARTTLS
+   * (the connection is TLS already, or was allowed plaintext). Resolves with
+   * the messages accepted once the connection has closed.
+   */
+  serve(socket: Socket): Promise<number> {
+    const base = this.options();
+    let accepted = 0;
+    const server = new SMTPServer({
+      ...base, hideSTARTTLS: true, secure: socket instanceof TLSSocket, secured: true,
+      onData: (stream, session, cb) => base.onData!(stream, session, (err, msg) => {
+        if (!err) accepted++;
+        cb(err, msg);
+      }),
+    });
+    server.on('error', (err) => this.deps.log.info({ err }, 'SMTP session on an ODMR connection failed'));
+    return new Promise((resolve) => {
+      socket.once('close', () => resolve(accepted));
+      server.connect(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort });
+      socket.resume();
+    });
   }
 
   /** Stops accepting; sessions in flight finish (up to closeTimeout). */

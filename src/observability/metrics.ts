@@ -29,6 +29,10 @@ const COUNTERS = {
   quietlink_dials_total: 'Times link.dial was run (windows that wanted the link while it was down)',
   quietlink_etrn_sent_total: 'ETRN commands sent to the relay',
   quietlink_etrn_received_total: 'ETRN commands received from customers, by reply code',
+  quietlink_odmr_sessions_served_total: 'ODMR sessions served (ISP side): connections turned round after ATRN',
+  quietlink_odmr_sessions_made_total: 'ODMR sessions made (office side): ATRN sent to the relay',
+  quietlink_odmr_messages_delivered_total: 'Recipients delivered down customers\' ODMR connections',
+  quietlink_odmr_messages_received_total: 'Messages received from the relay over ODMR',
   quietlink_load_queued_total: 'Messages left for a later run because the load average was above queueLA',
   quietlink_smtp_refused_total: 'SMTP connections (load: 421 4.3.2) or messages (disk: 452 4.3.1) refused by policy, by reason',
 } as const;

@@ -156,6 +156,11 @@ export class Status {
         deferred: metrics.get('quietlink_recipients_deferred_total'),
         bounced: metrics.get('quietlink_recipients_bounced_total'),
         windows: metrics.get('quietlink_flush_windows_total'),
+        // ODMR (RFC 2645): sessions served (ISP) / made (office), recipients delivered / messages received by it
+        odmrServed: metrics.get('quietlink_odmr_sessions_served_total'),
+        odmrMade: metrics.get('quietlink_odmr_sessions_made_total'),
+        odmrDelivered: metrics.get('quietlink_odmr_messages_delivered_total'),
+        odmrReceived: metrics.get('quietlink_odmr_messages_received_total'),
       },
       lastErrors: this.d.problems.list(),
     };

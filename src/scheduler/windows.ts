@@ -100,10 +100,10 @@ export class Windows {
     return this.deps.link.mayDeliver(trigger.kind === 'intake' ? 'intake' : 'window');
   }
 
-  /** Whether windows send ETRN at all (etrn.mode odmr is not built yet: such windows never want the line for it). */
+  /** Whether windows send ETRN at all (etrn.mode odmr: the ODMR session, odmr/client.ts, is the ETRN step). */
   private sendsEtrn(): boolean {
     const c = this.deps.config();
-    return c.etrn.mode === 'etrn' && c.etrn.relay.length > 0 && c.etrn.domains.length > 0;
+    return c.etrn.relay.length > 0 && c.etrn.domains.length > 0;
   }
 
   /** Opens a window, or joins the open one; resolves when the window closes. */
@@ -241,7 +241,8 @@ export class Windows {
    */
   private async linger(w: OpenWindow, etrn: EtrnResult | null, total: RunSummary, wan: { first: number | null; last: number | null }, causes: Set<string>): Promise<number> {
     const { link } = this.deps;
-    if (!etrn || !etrnStartedFlush(etrn.replies)) return 0;
+    // after ODMR the relay's mail came down our own connection, which is closed now: nothing to wait for
+    if (!etrn || etrn.odmr || !etrnStartedFlush(etrn.replies)) return 0;
     const c = this.deps.config();
     const etrnAt = this.deps.now();
     // a line that drops ends the linger at once (a new line is a new window, with its own ETRN)
