@@ -47,6 +47,37 @@ async function readUsers(file: string | undefined): Promise<OdmrUser[]> {
   return entries;
 }
 
+/** Queued messages with a pending recipient `wanted` takes (the in-memory listing once complete); null if unreadable. */
+async function countPending(deps: OdmrServerDeps, wanted: (address: string) => boolean): Promise<number | null> {
+  try {
+    let n = 0;
+    const listed = deps.queue.listed({ selectors: [], quarantined: false });
+    if (listed) {
+      for (const l of listed) if (l.state === 'queued' && l.recipients.some((r) => wanted(r.address))) n++;
+    } else {
+      for await (const { env } of deps.queue.walk(['queued'])) if (env.recipients.some((r) => r.state === 'pending' && wanted(r.address))) n++;
+    }
+    return n;
+  } catch (err) {
+    deps.log.error({ err }, 'odmr: cannot count the queued mail');
+    return null;
+  }
+}
+
+/** Listens on `host:port`; resolves with the port bound (port 0 picks one). */
+async function listenOn(server: net.Server, listen: string, log: OdmrServerDeps['log']): Promise<{ host: string; port: number }> {
+  const { host, port } = parseHostPort(listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ err, listen }, 'odmr: listener error'));
+  return { host, port: (server.address() as net.AddressInfo).port };
+}
+
 export async function startOdmrServer(deps: OdmrServerDeps): Promise<OdmrServerHandle> {
   const c = deps.config();
   const flushing = new Set<string>();
@@ -60,21 +91,7 @@ export async function startOdmrServer(deps: OdmrServerDeps): Promise<OdmrServerH
     ? tls.createSecureContext({ key: fs.readFileSync(c.smtp.tls.key), cert: fs.readFileSync(c.smtp.tls.cert), minVersion: 'TLSv1.2' })
     : null;
   const isBusy = (d: string) => [...flushing].some((f) => d === f || d.endsWith(`.${f}`) || f.endsWith(`.${d}`)) || Boolean(deps.etrnBusy?.(d));
-  const pending = async (wanted: (address: string) => boolean): Promise<number | null> => {
-    try {
-      let n = 0;
-      const listed = deps.queue.listed({ selectors: [], quarantined: false });
-      if (listed) {
-        for (const l of listed) if (l.state === 'queued' && l.recipients.some((r) => wanted(r.address))) n++;
-      } else {
-        for await (const { env } of deps.queue.walk(['queued'])) if (env.recipients.some((r) => r.state === 'pending' && wanted(r.address))) n++;
-      }
-      return n;
-    } catch (err) {
-      deps.log.error({ err }, 'odmr: cannot count the queued mail');
-      return null;
-    }
-  };
+  const pending = (wanted: (address: string) => boolean) => countPending(deps, wanted);
   const reverse: ConstructorParameters<typeof OdmrSession>[0]['reverse'] = async (r) => {
     for (const d of r.domains) flushing.add(d);
     deps.metrics?.inc('quietlink_odmr_sessions_served_total');
@@ -96,7 +113,6 @@ export async function startOdmrServer(deps: OdmrServerDeps): Promise<OdmrServerH
     users: () => readUsers(deps.config().odmr.users),
   };
   for (const listen of c.odmr.listen) {
-    const { host, port } = parseHostPort(listen);
     const server = net.createServer((sock) => {
       const entry = { reversing: false };
       sockets.set(sock, entry);
@@ -114,15 +130,7 @@ export async function startOdmrServer(deps: OdmrServerDeps): Promise<OdmrServerH
         });
       sessions.add(p);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => deps.log.error({ err, listen }, 'odmr: listener error'));
-    bound.push({ host, port: (server.address() as net.AddressInfo).port });
+    bound.push(await listenOn(server, listen, deps.log));
     servers.push(server);
   }
   if (bound.length) deps.log.info({ listen: bound, tls: Boolean(secureContext) }, 'odmr: listening');

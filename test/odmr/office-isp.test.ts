@@ -1,0 +1,91 @@
+/**
+ * Office behind NAT ↔ ISP over ODMR (RFC 2645), two quietlink processes on
+ * loopback: the ISP holds mail for cust1.dom and has no route to the office
+ * at all (its route for cust1.dom is a closed port; the office's SMTP
+ * listener appears nowhere in its configuration). The office's window
+ * (etrn.mode odmr) connects out, STARTTLS, AUTH from authinfo, ATRN; the
+ * held mail comes down that connection, lands at the office's LAN sink;
+ * the ISP's queue is empty; the window records the inbound messages and
+ * does not linger. `quietlink etrn` (etrn.mode odmr) does the same by hand (453 when
+ * nothing waits).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ROOT, runCli, startDaemon, tempDir, writeConfig } from '../helpers/daemon.js';
+import { RawSmtp } from '../helpers/smtp-client.js';
+import { closedPort, startSink } from '../helpers/sink.js';
+
+const FIX = path.join(ROOT, 'test', 'fixtures');
+
+async function fromOutside(port: number, to: string, subject: string): Promise<void> {
+  const c = await RawSmtp.connect(port, '127.0.0.2');
+  try {
+    await c.reply();
+    await c.cmd('EHLO mx.sender.test');
+    await c.cmd('MAIL FROM:<someone@sender.test>');
+    assert.equal((await c.cmd(`RCPT TO:<${to}>`)).code, 250);
+    await c.cmd('DATA');
+    c.write(`Subject: ${subject}\r\n\r\nbody\r\n.\r\n`);
+    assert.equal((await c.reply()).code, 250);
+  } finally {
+    c.close();
+  }
+}
+
+test('office behind NAT: the window\'s ODMR session pulls the held cust1.dom mail down its own connection to the LAN sink; the ISP queue is empty', { timeout: 120_000 }, async () => {
+  // the LAN sink on another loopback address: the authinfo entry for the relay (127.0.0.1) is not for it
+  const lan = await startSink({ host: '127.0.0.3' });
+  const odmrPort = await closedPort();
+  const ispDir = await tempDir('ql-odmr-isp-');
+  const officeDir = await tempDir('ql-odmr-office-');
+  await fs.writeFile(path.join(ispDir, 'odmr-users'), 'cust1 s3cret-1\n', { mode: 0o600 });
+  const ispConfig = await writeConfig(ispDir, {
+    hostname: 'smtprelay.isp.test',
+    smtp: { mynetworks: ['127.0.0.1/32'], tls: { cert: path.join(FIX, 'tls.crt'), key: path.join(FIX, 'tls.key') } },
+    classes: { CustDoms: { domains: ['cust1.dom'] }, cust1: { domains: ['cust1.dom'] } },
+    routes: [{ domain: 'cust1.dom', qsmtp: `[127.0.0.1]:${await closedPort()}` }],
+    odmr: { listen: [`127.0.0.1:${odmrPort}`], users: 'odmr-users' },
+    link: { mode: 'managed' },
+  });
+  await fs.writeFile(path.join(officeDir, 'authinfo'), 'AuthInfo:127.0.0.1 "U:cust1" "P:s3cret-1"\n', { mode: 0o600 });
+  const officeConfig = await writeConfig(officeDir, {
+    hostname: 'gw.cust1.dom',
+    // the ISP's address (127.0.0.1) is outside the office's networks: its push is treated as from outside
+    smtp: { mynetworks: ['127.0.0.9/32'], localDomains: ['cust1.dom'] },
+    routes: [{ domain: 'cust1.dom', relay: `[127.0.0.3]:${lan.port}`, link: false }],
+    authinfo: 'authinfo',
+    etrn: { relay: `[127.0.0.1]:${odmrPort}`, domains: ['cust1.dom'], mode: 'odmr' },
+    link: { mode: 'managed', linger: '30s' },
+  });
+  const isp = await startDaemon(ispConfig);
+  const office = await startDaemon(officeConfig);
+  try {
+    await fromOutside(isp.port, 'boss@cust1.dom', 'odmr for cust1 A');
+    await fromOutside(isp.port, 'staff@cust1.dom', 'odmr for cust1 B');
+    assert.equal((await runCli(['link', 'up', '--iface', 'ppp0', '-c', officeConfig])).code, 0);
+    const w = await office.waitLog((l) => l.msg === 'window' && String(l.cause).includes('link-up'), 'the office window', 60_000);
+    const etrn = w.etrn as { replies: Array<{ domain: string; code: number; text: string }> };
+    assert.equal(etrn.replies[0].code, 250, JSON.stringify(w.etrn));
+    assert.equal(w.inbound, 2, 'the window records the messages received over ODMR');
+    assert.ok(Number(w.lingerSeconds) < 5, 'no linger after ODMR: the connection is closed');
+    await lan.waitMessages(2, 30_000);
+    assert.deepEqual(lan.messages.flatMap((m) => m.to).sort(), ['boss@cust1.dom', 'staff@cust1.dom']);
+    assert.equal(JSON.parse((await runCli(['mailq', '-c', ispConfig, '--json'])).stdout).total, 0, "the ISP's queue is empty");
+    const sent = isp.logs.filter((l) => l.msg === 'delivered');
+    assert.equal(sent.length, 2);
+    assert.match(String(sent[0].stat), /^Sent \(250/);
+    const status = JSON.parse((await runCli(['status', '-c', officeConfig, '--json'])).stdout);
+    assert.equal(status.counters.odmrMade, 1);
+    assert.equal(status.counters.odmrReceived, 2);
+    // by hand (etrn.mode odmr), nothing waiting now: 453
+    const again = await runCli(['etrn', '-c', officeConfig, 'cust1.dom']);
+    assert.match(again.stdout + again.stderr, /453 You have no mail/);
+  } finally {
+    await office.stop();
+    await isp.stop();
+    await lan.close();
+    for (const dir of [ispDir, officeDir]) await fs.rm(dir, { recursive: true, force: true });
+  }
+});
