@@ -14,6 +14,10 @@
  *   (RFC 5321 §4.1.1.11). AUTH= (RFC 4954 §5) is known only where AUTH is
  *   offered. A parameter with a byte above 127 that is not SMTPUTF8's UTF-8
  *   (RFC 6533 ORCPT): `501 5.5.4`.
+ * - BODY=BINARYMIME (RFC 3030): `555 5.5.4`, a parameter value we cannot
+ *   implement (RFC 5321 §4.1.1.11): CHUNKING is offered, BINARYMIME is not,
+ *   as a message must stay lines. Any other BODY but 7BIT and 8BITMIME:
+ *   `501 5.5.4`.
  *
  * Called by smtp-extensions.ts for every MAIL and RCPT; a command this does
  * not recognise (no colon, no address) is left for smtp-server to refuse.
@@ -62,6 +66,11 @@ export function checkAddressCommand(raw: Buffer, ctx: CommandContext): CommandRe
     if (!known.includes(keys[i])) return { code: 555, text: `5.5.4 Unsupported ${isMail ? 'MAIL FROM' : 'RCPT TO'} parameter ${printable(keys[i])}` };
     const value = Buffer.from(params[i], 'latin1');
     if (!isAscii(value) && !(smtpUtf8 && isUtf8(value))) return { code: 501, text: `5.5.4 Invalid bytes in parameter ${keys[i]}` };
+    if (keys[i] === 'BODY') {
+      const body = params[i].slice(5).toUpperCase();
+      if (body === 'BINARYMIME') return { code: 555, text: '5.5.4 BODY=BINARYMIME not supported (no BINARYMIME here; 7BIT or 8BITMIME)' };
+      if (body !== '7BIT' && body !== '8BITMIME') return { code: 501, text: '5.5.4 Invalid BODY parameter value: 7BIT or 8BITMIME' };
+    }
   }
   return null;
 }

@@ -31,14 +31,21 @@
  *   smtp-server decodes them: a non-ASCII address without SMTPUTF8 or one
  *   that is not UTF-8 is refused (553), never rewritten to U+FFFD; an
  *   unknown parameter gets `555 5.5.4`.
+ * - CHUNKING (RFC 3030 BDAT, bdat.ts): advertised in EHLO and taken when
+ *   the server option `chunking` is true. The bare newline check stops at a
+ *   BDAT line, whose chunk is data.
  * - The session limits and the half-close (smtp-guards.ts).
  *
  * Known limit: a bare newline check sees one socket chunk at a time and
- * carries the trailing CR across chunks; it runs only in command mode.
+ * carries the trailing CR across chunks; it runs only in command mode (the
+ * bytes right after a DATA line in the same chunk are still checked as
+ * commands: a client must wait for the 354).
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { checkAddressCommand } from './command-check.js';
+import { commandTextEnd, isBdatLine } from './bdat-command.js';
+import { installBdat, type BdatConnection, type ChunkParser } from './bdat.js';
 import { installSmtpGuards, type GuardedConnection, type GuardOptions } from './smtp-guards.js';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -56,12 +63,20 @@ export interface ExtensionOptions {
   mayOmitAngleBrackets?: (remoteAddress: string) => boolean;
   /** Session timeout, data rate and error limits (smtp-guards.ts); none without it. */
   guard?: GuardOptions;
+  /** Offer and take CHUNKING (BDAT, bdat.ts). */
+  chunking?: boolean;
 }
 
 interface StreamInternals {
   _dataMode: boolean;
   _qlPendingCR?: boolean;
   _qlBareNewline?: boolean;
+  /** The server takes BDAT: the check stops at a BDAT line. */
+  _qlChunking?: boolean;
+  /** The start of a command line the last chunk left unfinished. */
+  _qlLineHead?: string;
+  /** Unchecked bytes after a BDAT line (bdat.ts). */
+  _qlTail?: Buffer;
   _write(chunk: Buffer, encoding: BufferEncoding, next: (err?: Error) => void): void;
 }
 
@@ -74,6 +89,9 @@ interface ConnectionInternals {
   name: string;
   _server: { options: ExtensionOptions & { authMethods: string[] }; connections: Set<unknown> };
   _setListeners(callback: () => void): void;
+  _createParser(): StreamInternals;
+  /** The handler of an exchange in progress (AUTH): the next line is its answer. */
+  _nextHandler: unknown;
   connectionReady(next?: () => void): void;
   init(): void;
   secure: boolean;
@@ -85,7 +103,8 @@ interface ConnectionInternals {
   handler_MAIL(command: Buffer, callback: () => void): void;
   handler_RCPT(command: Buffer, callback: () => void): void;
   remoteAddress: string;
-  _qlEhlo?: boolean;
+  /** Keywords the next multi-line 250 (EHLO's) gets at its end. */
+  _qlEhlo?: string[];
   _onCommand(command: Buffer, callback?: () => void): void;
   _parseAddressCommand(name: string, command: string): { address: string; args: unknown } | false;
 }
@@ -127,8 +146,19 @@ export function bracketAddress(command: string): string | null {
 export function installSmtpExtensions(): void {
   if (installed) return;
   installed = true;
-
   const conn = SMTPConnection.prototype as unknown as ConnectionInternals;
+  const stream = SMTPStream.prototype as unknown as StreamInternals;
+  installReplies(conn);
+  installBareNewlineCheck(conn, stream);
+  installEhloAndEtrn(conn);
+  installAddressChecks(conn);
+  installCommandGate(conn);
+  installBdat(conn as unknown as BdatConnection, stream as unknown as ChunkParser);
+  installSmtpGuards(conn as unknown as GuardedConnection);
+}
+
+/** Addresses kept as the client wrote them; replies with their own enhanced code sent as they are; no 100 ms greeting pause. */
+function installReplies(conn: ConnectionInternals): void {
   const origParse = conn._parseAddressCommand;
   conn._parseAddressCommand = function (this: ConnectionInternals, name, command) {
     const parsed = origParse.call(this, name, command);
@@ -139,25 +169,11 @@ export function installSmtpExtensions(): void {
   conn.send = function (this: ConnectionInternals, code, data, context) {
     if (typeof data === 'string' && ENHANCED.test(data)) context = false;
     if (this._qlEhlo && code === 250 && Array.isArray(data)) {
-      this._qlEhlo = false;
-      data = [...data, 'ETRN'];
+      data = [...data, ...this._qlEhlo];
+      this._qlEhlo = undefined;
     }
     return origSend.call(this, code, data, context);
   };
-
-  const stream = SMTPStream.prototype as unknown as StreamInternals;
-  const origWrite = stream._write;
-  stream._write = function (this: StreamInternals, chunk, encoding, next) {
-    if (!this._dataMode && chunk && chunk.length) {
-      const r = hasBareNewline(chunk, this._qlPendingCR ?? false);
-      this._qlPendingCR = r.pendingCR;
-      if (r.bare) this._qlBareNewline = true;
-    } else {
-      this._qlPendingCR = false;
-    }
-    return origWrite.call(this, chunk, encoding, next);
-  };
-
   conn.init = function (this: ConnectionInternals) {
     this._setListeners(() => {
       const max = this._server.options.maxClients;
@@ -168,10 +184,44 @@ export function installSmtpExtensions(): void {
       setImmediate(() => this.connectionReady());
     });
   };
+}
 
+/**
+ * Marks a parser that saw a bare <LF> or <CR> in command text. Only command
+ * text is checked: after a BDAT line the scan stops (its chunk is data) and
+ * what follows the chunk comes back through _write in command mode. Should
+ * the BDAT line not reach the BDAT handler (an AUTH exchange takes it as its
+ * answer), _onCommand checks the rest (_qlTail) before it runs.
+ */
+function installBareNewlineCheck(conn: ConnectionInternals, stream: StreamInternals): void {
+  const origWrite = stream._write;
+  stream._write = function (this: StreamInternals, chunk, encoding, next) {
+    if (!this._dataMode && chunk && chunk.length) {
+      const cut = this._qlChunking ? commandTextEnd(chunk, this._qlLineHead ?? '') : { end: chunk.length, head: '' };
+      this._qlLineHead = cut.head;
+      const r = hasBareNewline(cut.end < chunk.length ? chunk.subarray(0, cut.end) : chunk, this._qlPendingCR ?? false);
+      this._qlPendingCR = r.pendingCR;
+      this._qlTail = cut.end < chunk.length ? chunk.subarray(cut.end) : undefined;
+      if (r.bare) this._qlBareNewline = true;
+    } else {
+      this._qlPendingCR = false;
+    }
+    return origWrite.call(this, chunk, encoding, next);
+  };
+  const origCreateParser = conn._createParser;
+  conn._createParser = function (this: ConnectionInternals) {
+    const parser = origCreateParser.call(this);
+    parser._qlChunking = Boolean(this._server.options.chunking);
+    return parser;
+  };
+}
+
+function installEhloAndEtrn(conn: ConnectionInternals): void {
   const origEhlo = conn.handler_EHLO;
   conn.handler_EHLO = function (this: ConnectionInternals, command, callback) {
-    this._qlEhlo = Boolean(this._server.options.onEtrn);
+    const o = this._server.options;
+    // RFC 3030 CHUNKING, never BINARYMIME: a message is lines, as with DATA
+    this._qlEhlo = [...(o.onEtrn ? ['ETRN'] : []), ...(o.chunking ? ['CHUNKING'] : [])];
     return origEhlo.call(this, command, callback);
   };
   conn.handler_ETRN = function (this: ConnectionInternals, command, callback) {
@@ -191,7 +241,9 @@ export function installSmtpExtensions(): void {
       callback();
     });
   };
+}
 
+function installAddressChecks(conn: ConnectionInternals): void {
   const withBrackets = (verb: 'MAIL FROM' | 'RCPT TO', orig: (command: Buffer, callback: () => void) => void) =>
     function (this: ConnectionInternals, command: Buffer, callback: () => void) {
       const fixed = bracketAddress(command.toString('binary'));
@@ -212,13 +264,15 @@ export function installSmtpExtensions(): void {
     };
   conn.handler_MAIL = withBrackets('MAIL FROM', conn.handler_MAIL);
   conn.handler_RCPT = withBrackets('RCPT TO', conn.handler_RCPT);
+}
 
+/** AUTH only after STARTTLS; early talkers and bare newlines in commands end the session. */
+function installCommandGate(conn: ConnectionInternals): void {
   const origIsSupported = conn._isSupported;
   conn._isSupported = function (this: ConnectionInternals, command) {
     if (/^\s*AUTH\s*$/i.test(command) && !this.secure && !this._server.options.allowInsecureAuth) return false;
     return origIsSupported.call(this, command);
   };
-
   const origOnCommand = conn._onCommand;
   conn._onCommand = function (this: ConnectionInternals, command, callback) {
     if (this._closing) return callback?.();
@@ -226,12 +280,18 @@ export function installSmtpExtensions(): void {
       this.send(554, '5.5.0 Protocol error: client talked before the greeting');
       return this.close();
     }
-    if (this._parser && this._parser._qlBareNewline) {
+    const parser = this._parser;
+    // a BDAT line taken as an AUTH answer: the bytes after it are commands, check them now
+    if (parser && parser._qlTail && this._nextHandler && isBdatLine(command.toString('latin1'))) {
+      const r = hasBareNewline(parser._qlTail, false);
+      parser._qlTail = undefined;
+      parser._qlPendingCR = r.pendingCR;
+      if (r.bare) parser._qlBareNewline = true;
+    }
+    if (parser && parser._qlBareNewline) {
       this.send(500, '5.5.2 Protocol error: bare <LF> or <CR> in command');
       return this.close();
     }
     return origOnCommand.call(this, command, callback);
   };
-
-  installSmtpGuards(conn as unknown as GuardedConnection);
 }

@@ -16,6 +16,10 @@
  * - Data rate: during DATA, dataDeadline() from the bytes received; below
  *   guard.minDataRate after the grace, `421 4.4.2 Data rate too low`. The
  *   message is not kept (smtp-server destroys the data stream on close).
+ *   BDAT (bdat.ts) tells guardChunk() when a chunk is read: the rate counts
+ *   from the transaction's first chunk over all its octets, and is checked
+ *   while a chunk is being read; guardTransactionEnd() at its final reply
+ *   starts the session clock again.
  * - Errors: every 4xx/5xx reply but 421 counts (GuardState.errors, kept on
  *   the session object across RSET and STARTTLS); each command after the
  *   soft limit waits errorDelay(); at the hard limit `421 4.7.0 Too many
@@ -33,7 +37,7 @@
  * (that one is written by smtp-server at once).
  */
 import { HARD_ERROR_LIMIT, errorDelay, isCountedError } from './error-limits.js';
-import { DATA_RATE_GRACE_MS, dataDeadline } from './session-limits.js';
+import { dataDeadline } from './session-limits.js';
 
 /** The server option `guard`. */
 export interface GuardOptions {
@@ -131,9 +135,9 @@ function restartSessionClock(c: GuardedConnection, guard: GuardOptions): void {
   t.session = later(fire, guard.sessionTimeout);
 }
 
-function watchDataRate(c: GuardedConnection, guard: GuardOptions): void {
+/** Cuts a client that sends slower than guard.minDataRate: `bytes()` since `start`, checked while the parser reads data. */
+function watchDataRate(c: GuardedConnection, guard: GuardOptions, start = Date.now(), bytes = () => (c._parser ? c._parser.dataBytes : 0)): void {
   if (!guard.minDataRate) return;
-  const start = Date.now();
   const t = timersOf(c);
   const check = () => {
     t.rate = undefined;
@@ -141,16 +145,30 @@ function watchDataRate(c: GuardedConnection, guard: GuardOptions): void {
     // once the data is in, the pace is ours (the queue's commit), not the client's
     if (c._closing || !parser || !parser._dataMode) return;
     const now = Date.now();
-    const deadline = dataDeadline(start, parser.dataBytes, guard.minDataRate);
+    const deadline = dataDeadline(start, bytes(), guard.minDataRate);
     if (now < deadline) {
       t.rate = later(check, Math.max(deadline - now, 100));
       return;
     }
-    guard.onGuardEvent?.(c.session, { kind: 'data rate too low', bytes: parser.dataBytes, ms: now - start });
+    guard.onGuardEvent?.(c.session, { kind: 'data rate too low', bytes: bytes(), ms: now - start });
     c.send(421, '4.4.2 Data rate too low, closing connection');
   };
   clearTimeout(t.rate);
-  t.rate = later(check, DATA_RATE_GRACE_MS);
+  t.rate = later(check, Math.max(dataDeadline(start, bytes(), guard.minDataRate) - Date.now(), 100));
+}
+
+/** BDAT (bdat.ts): a chunk is being read; the rate counts from `since` over `bytes()`. */
+export function guardChunk(c: GuardedConnection, since: number, bytes: () => number): void {
+  const guard = c._server.options.guard;
+  if (guard) watchDataRate(c, guard, since, bytes);
+}
+
+/** BDAT: the transaction's final reply went out; the session clock starts again. */
+export function guardTransactionEnd(c: GuardedConnection): void {
+  const guard = c._server.options.guard;
+  if (!guard) return;
+  clearTimeout(timersOf(c).rate);
+  restartSessionClock(c, guard);
 }
 
 /** Runs smtp-server's send() so that it also writes to a socket the client has half-closed. */

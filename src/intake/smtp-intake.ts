@@ -16,6 +16,16 @@
  * (missing-headers.ts). IntakeDeps.expandRecipient (aliases) rewrites a
  * recipient after the relay and limit checks have seen it as given.
  *
+ * CHUNKING (RFC 3030, bdat.ts): a message may come in BDAT chunks instead of
+ * DATA; it takes the same onData path (message-intake.ts) with the same
+ * limits and checks, and its last chunk gets the same 250 after the commit.
+ * BINARYMIME is not offered: BODY=BINARYMIME gets 555 5.5.4. The line rules
+ * are DATA's for BDAT too (smtp.bareNewline: a bare LF normalized or, from
+ * outside under `reject`, refused; a bare CR refused): with BDAT the lines
+ * are the client's to get right, and one policy for both verbs means no
+ * client picks its verb to get a message through that DATA would refuse,
+ * and the queue holds CRLF lines only, whichever way a message came.
+ *
  * Under abuse (SPEC §9): connections are admitted by admitClient()
  * (session-limits.ts: per outside client, a reserve for the LAN); the
  * session clock, the data rate and the error limits run inside smtp-server
@@ -120,6 +130,7 @@ export class SmtpIntake {
     const extensions: ExtensionOptions = {
       ...(this.deps.onEtrn ? { onEtrn: this.deps.onEtrn } : {}),
       mayOmitAngleBrackets: (ip) => this.policy.mynetworks.has(ip),
+      chunking: true,
       guard: { sessionTimeout: config.timeout.session, minDataRate: s.minDataRate, onGuardEvent: (session, e) => this.onGuardEvent(session as Session, e) },
     };
     const tls = s.tls ? { key: fs.readFileSync(s.tls.key), cert: fs.readFileSync(s.tls.cert), minVersion: 'TLSv1.2' as const } : {};
@@ -152,11 +163,16 @@ export class SmtpIntake {
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => {
+        // a message in BDAT chunks (bdat.ts) says how many it came in
+        const chunks = () => (stream as { qlChunks?: number }).qlChunks;
         receiveMessage(stream, session, {
           ...this.deps,
           isLan: (ip) => this.policy.mynetworks.has(ip),
           logError: (kind, level, fields, msg) => this.logError(session, kind, level, fields, msg),
-        }).then((msg) => cb(null, msg), (err) => cb(replyError(err)));
+        }).then((msg) => {
+          if (chunks()) this.deps.log.debug({ sid: session.id, chunks: chunks(), reply: msg }, 'message received by BDAT');
+          cb(null, msg);
+        }, (err) => cb(replyError(err)));
       },
     };
   }
