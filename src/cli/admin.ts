@@ -6,19 +6,18 @@
 import type { Config } from '../config/schema.js';
 import { controlRequest } from '../control/client.js';
 import { EX, UsageError } from '../errors.js';
-import { isQueueId } from '../queue/queue-id.js';
+import { isQueueId, type QueueId } from '../queue/queue-id.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
 import { formatEtrn } from './flush.js';
 import type { EtrnResult } from '../etrn/etrn-client.js';
-import type { WindowRecord } from '../link/window-history.js';
 import { formatWindowShort } from './windows.js';
 
-function queueIds(argv: readonly string[], command: string): string[] {
+function queueIds(argv: readonly string[], command: string): QueueId[] {
   rejectUnknownFlags(argv, command);
   if (argv.length === 0) throw new UsageError(`${command}: no queue IDs given`);
   const bad = argv.find((a) => !isQueueId(a));
   if (bad) throw new UsageError(`${command}: "${bad}" is not a queue ID`);
-  return [...argv];
+  return argv as QueueId[];
 }
 
 /** Takes `-Q REASON` / `-QREASON` out of argv (quarantine's flag, and hold's): the reason, or undefined. */
@@ -62,8 +61,7 @@ export async function runQuarantine(config: Config, argv: string[]): Promise<num
   if (bySelection && idsArgs.length) throw new UsageError('quarantine: give queue IDs or selectors, not both');
   // releasing (-Q "") by selector looks at quarantined messages
   if (bySelection && reason === '') selection.quarantined = true;
-  const args = bySelection ? { reason, selection } : { reason, ids: queueIds(idsArgs, 'quarantine') };
-  const result = (await controlRequest(config.spool, 'quarantine', args)) as { changed: string[] };
+  const result = await controlRequest(config.spool, 'quarantine', bySelection ? { reason, selection } : { reason, ids: queueIds(idsArgs, 'quarantine') });
   for (const id of result.changed) process.stdout.write(`${id}: ${reason === '' ? 'released from quarantine' : `quarantined (${reason})`}\n`);
   if (result.changed.length === 0) process.stdout.write('no matching messages\n');
   return EX.OK;
@@ -72,18 +70,7 @@ export async function runQuarantine(config: Config, argv: string[]): Promise<num
 export async function runStatus(config: Config, argv: string[]): Promise<number> {
   const { '--json': json } = takeFlags(argv, ['--json']);
   rejectUnknownFlags(argv, 'status');
-  const s = (await controlRequest(config.spool, 'status')) as {
-    pid: number; startedAt: string; hostname: string; spool: string; deliveryMode: string;
-    listen: Array<{ host: string; port: number }>; queue: Record<string, number>; byRoute: Record<string, number>;
-    link: { mode: string; state: string; since: string; iface?: string; dials?: number; hangups?: number }; window: string; nextWindow: string | null;
-    recentWindows?: WindowRecord[];
-    lastWindow: { cause: string; end: string; delivered: number; deferred: number; linkSeconds: number } | null;
-    held: Record<string, number>; lastEtrn: Record<string, { time: string; client: string; reply: string }>;
-    load: { average: number; cpus: number; queueLA: number; refuseLA: number; queueFactor: number; queueing: boolean; refusing: boolean; queuedForLoad: number };
-    disk: { freeBytes: number | null; minFree: { blocks: number } | { bytes: number }; blockSize: number | null; accepting: boolean };
-    counters: Record<string, number>;
-    lastErrors: Array<{ time: string; level: string; msg: string; qid?: string }>;
-  };
+  const s = await controlRequest(config.spool, 'status', {});
   if (json) {
     process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
     return EX.OK;
@@ -118,7 +105,7 @@ export async function runLink(config: Config, argv: string[]): Promise<number> {
     if (rest[i] === '--iface' && rest[i + 1] !== undefined) iface = rest[++i];
     else throw new UsageError(`link: unexpected argument ${rest[i]}`);
   }
-  const r = (await controlRequest(config.spool, 'link', { state, iface })) as { state: string; since: string };
+  const r = await controlRequest(config.spool, 'link', { state, iface });
   process.stdout.write(`link ${r.state}\n`);
   return EX.OK;
 }
@@ -140,7 +127,8 @@ export async function runEtrn(config: Config, argv: string[]): Promise<number> {
     else domains.push(argv[i]);
   }
   if (relay && !/^\[/.test(relay)) relay = `[${relay.replace(/:(\d+)$/, '')}]${/:(\d+)$/.exec(relay)?.[0] ?? ''}`;
-  const r = (await controlRequest(config.spool, 'etrn', { relay, domains })) as EtrnResult;
+  const r = await controlRequest(config.spool, 'etrn', { relay, domains });
+  if (!r) throw new UsageError('etrn: no relay or no domains to ask for');
   process.stdout.write(formatEtrn(r));
   return etrnExitCode(r);
 }

@@ -10,9 +10,10 @@
 import type { Config } from '../config/schema.js';
 import path from 'node:path';
 import { controlRequest, DaemonNotRunningError } from '../control/client.js';
+import type { FlushReply } from '../control/commands.js';
 import { EX, UsageError, UnavailableError } from '../errors.js';
 import type { Selection } from '../queue/select.js';
-import type { RunEvent, RunSummary } from '../scheduler/queue-runner.js';
+import type { RunEvent } from '../scheduler/queue-runner.js';
 import type { WindowRecord } from '../scheduler/windows.js';
 import type { EtrnResult } from '../etrn/etrn-client.js';
 import { extractSelection, rejectUnknownFlags, takeFlags } from './args.js';
@@ -71,11 +72,11 @@ export async function runFlush(config: Config, argv: string[], _maps?: unknown, 
     return flushStandalone(configFile!, spool, selection, f['-v']);
   }
   const wait = f['--wait'] || f['-v'];
-  let result: RunSummary | WindowRecord | { started: true };
+  let result: FlushReply;
   try {
-    result = (await controlRequest(config.spool, 'flush', { selection, wait, verbose: f['-v'], dryRun: f['--dry-run'] }, (e) => {
-      process.stdout.write(`${formatEvent(e as RunEvent)}\n`);
-    })) as RunSummary | WindowRecord | { started: true };
+    result = await controlRequest(config.spool, 'flush', { selection, wait, verbose: f['-v'], dryRun: f['--dry-run'] }, (e) => {
+      process.stdout.write(`${formatEvent(e)}\n`);
+    });
   } catch (err) {
     // no daemon at all (SPEC §11): this process runs the queue once itself
     if (err instanceof DaemonNotRunningError && !f['--dry-run'] && configFile) return flushStandalone(configFile, undefined, selection, f['-v']);

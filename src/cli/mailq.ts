@@ -6,9 +6,8 @@
  */
 import type { Config } from '../config/schema.js';
 import { controlRequest, DaemonNotRunningError } from '../control/client.js';
-import { FsStore } from '../queue/fs-store.js';
-import { Queue } from '../queue/queue.js';
-import { IntakeJournal } from '../queue/journal.js';
+import { countByGroup } from '../control/commands.js';
+import { spoolQueue } from '../queue/spool.js';
 import { summarize, type MessageSummary } from '../queue/summary.js';
 import { formatMailq } from '../queue/listing.js';
 import type { Selection } from '../queue/select.js';
@@ -20,12 +19,11 @@ import type { QueueId } from '../queue/queue-id.js';
 
 export async function readQueue(config: Config, selection: Selection): Promise<MessageSummary[]> {
   try {
-    return (await controlRequest(config.spool, 'mailq', { selection })) as MessageSummary[];
+    return await controlRequest(config.spool, 'mailq', { selection });
   } catch (err) {
     if (!(err instanceof DaemonNotRunningError)) throw err;
-    const journal = new IntakeJournal(config.spool);
-    const queue = new Queue(new FsStore(config.spool), { groups: config.queue.groups, log: createCliLogger(), readOnly: true, journal });
-    await queue.loadJournalReadOnly();
+    const queue = spoolQueue(config.spool, { groups: config.queue.groups, log: createCliLogger(), readOnly: true });
+    await queue.init();
     return (await queue.list(selection)).map(summarize);
   }
 }
@@ -56,19 +54,16 @@ async function listMaildropQueue(config: Config, json: boolean): Promise<number>
 
 /** `mailq -bP`: the number of entries in each queue group. */
 async function printGroupCounts(config: Config, selection: Selection): Promise<number> {
-  const counts = new Map<string, number>([['mqueue', 0], ...config.queue.groups.map((g): [string, number] => [g.name, 0])]);
-  let byGroup: Record<string, number>;
+  let counts: Record<string, number>;
   try {
     // the daemon counts from its in-memory listing
-    byGroup = (await controlRequest(config.spool, 'mailq', { selection, format: 'groups' })) as Record<string, number>;
+    counts = await controlRequest(config.spool, 'queue-groups', { selection });
   } catch (err) {
     if (!(err instanceof DaemonNotRunningError)) throw err;
-    byGroup = {};
-    for (const m of await readQueue(config, selection)) byGroup[m.group] = (byGroup[m.group] ?? 0) + 1;
+    counts = countByGroup(config.queue.groups.map((g) => g.name), await readQueue(config, selection));
   }
-  for (const [g, n] of Object.entries(byGroup)) counts.set(g, (counts.get(g) ?? 0) + n);
-  const total = [...counts.values()].reduce((a, b) => a + b, 0);
-  const lines = [...counts].map(([g, n]) => `${g}: ${n} entr${n === 1 ? 'y' : 'ies'}`);
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const lines = Object.entries(counts).map(([g, n]) => `${g}: ${n} entr${n === 1 ? 'y' : 'ies'}`);
   lines.push(`\t\tTotal requests: ${total}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return EX.OK;
@@ -85,7 +80,7 @@ export async function runMailq(config: Config, argv: string[]): Promise<number> 
   if (!json) {
     // the daemon lays the listing out from memory; without one the spool is read here
     try {
-      await controlRequest(config.spool, 'mailq', { selection, format: 'text' }, (e) => process.stdout.write((e as { text: string }).text));
+      await controlRequest(config.spool, 'mailq-text', { selection }, (e) => process.stdout.write(e.text));
       return EX.OK;
     } catch (err) {
       if (!(err instanceof DaemonNotRunningError)) throw err;

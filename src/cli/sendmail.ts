@@ -168,7 +168,7 @@ export async function runNewaliases(config: Config, argv: string[]): Promise<num
     return EX.OK;
   }
   try {
-    await controlRequest(config.spool, 'reload', { reason: 'newaliases' });
+    await controlRequest(config.spool, 'reload', {});
     process.stdout.write(`${config.aliases}: OK; the daemon reloaded it\n`);
   } catch (err) {
     if (!(err instanceof DaemonNotRunningError)) throw err;

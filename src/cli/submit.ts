@@ -6,6 +6,7 @@
 import os from 'node:os';
 import type { Config } from '../config/schema.js';
 import { controlRequest, DaemonNotRunningError } from '../control/client.js';
+import type { DeliveryWish } from '../intake/submissions.js';
 import { DataError, TempFailError } from '../errors.js';
 import { createIdGenerator } from '../queue/queue-id.js';
 import { syncMaildrop, writeMaildrop, MAILDROP_VERSION } from '../queue/maildrop.js';
@@ -41,7 +42,7 @@ export interface Drop {
  * A full spool file system is EX_TEMPFAIL (452 4.3.1) and leaves nothing.
  * `pickup` is passed to the daemon with the request (e.g. -odi).
  */
-export async function dropMessage(config: Config, d: Drop, opts: { verbose?: boolean; pickup?: Record<string, unknown> } = {}): Promise<string> {
+export async function dropMessage(config: Config, d: Drop, opts: { verbose?: boolean; pickup?: { deliveryMode?: DeliveryWish } } = {}): Promise<string> {
   const user = currentUser();
   const id = createIdGenerator()();
   const msg = composeLocalSubmission({
@@ -77,9 +78,9 @@ export async function dropMessage(config: Config, d: Drop, opts: { verbose?: boo
 const handedOver = new Set<string>();
 
 /** The daemon takes the file now; without one (or if it failed), the file is made durable where it is. */
-async function handOver(config: Config, name: string, opts: { verbose?: boolean; pickup?: Record<string, unknown> }): Promise<string[] | null> {
+async function handOver(config: Config, name: string, opts: { verbose?: boolean; pickup?: { deliveryMode?: DeliveryWish } }): Promise<string[] | null> {
   try {
-    const r = (await controlRequest(config.spool, 'pickup', { name, ...opts.pickup })) as { queued?: Record<string, string[]>; refused?: string[] };
+    const r = await controlRequest(config.spool, 'pickup', { name, ...opts.pickup });
     if (r.refused?.includes(name)) throw new DataError(`The quietlink daemon refused the submission ${name} (see its log); nothing was queued`);
     if (r.queued?.[name]) return r.queued[name];
   } catch (err) {

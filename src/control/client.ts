@@ -5,26 +5,30 @@
  */
 import net from 'node:net';
 import { QuietlinkError, UnavailableError, type ExitCode } from '../errors.js';
-import { LineDecoder, needsAdmin, socketPath, type ControlReply } from './protocol.js';
+import { LineDecoder, socketPath, type ControlReply } from './protocol.js';
+import { needsAdmin, type ArgsOf, type CommandName, type EventOf, type ReplyOf } from './commands.js';
 import { makeCredential } from './credentials.js';
 
 export class DaemonNotRunningError extends UnavailableError {}
 
 /**
- * One request to the daemon. A command that needs an administrator carries
- * proof of the caller's uid (control/credentials.ts); the daemon decides.
+ * One request to the daemon, typed by control/commands.ts. A command that
+ * needs an administrator carries proof of the caller's uid
+ * (control/credentials.ts); the daemon decides.
  */
-export async function controlRequest(
+export async function controlRequest<N extends CommandName>(
   spool: string,
-  cmd: string,
-  args: Record<string, unknown> = {},
-  onEvent?: (event: unknown) => void,
-): Promise<unknown> {
-  if (!needsAdmin(cmd, args)) return request(spool, cmd, args, onEvent);
+  cmd: N,
+  args: ArgsOf<N>,
+  onEvent?: (event: EventOf<N>) => void,
+): Promise<ReplyOf<N>> {
+  const wire = args as Record<string, unknown>;
+  const events = onEvent as ((event: unknown) => void) | undefined;
+  if (!needsAdmin(cmd, args)) return request(spool, cmd, wire, events) as Promise<ReplyOf<N>>;
   // no maildrop to write to: ask without proof, and let the daemon say no
   const cred = await makeCredential(spool).catch(() => null);
   try {
-    return await request(spool, cmd, { ...args, cred: cred?.nonce }, onEvent);
+    return await (request(spool, cmd, { ...wire, cred: cred?.nonce }, events) as Promise<ReplyOf<N>>);
   } finally {
     await cred?.cleanup().catch(() => undefined);
   }

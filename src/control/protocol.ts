@@ -40,13 +40,3 @@ export class LineDecoder {
     return out;
   }
 }
-
-/**
- * Commands that change the queue or the link: root, the daemon's user or
- * group quietlink-admin only (SPEC §11, Postfix's defaults). Reading the
- * queue, flushing, submitting and ETRN to the configured relay are for
- * everyone.
- */
-export function needsAdmin(cmd: string, args: Record<string, unknown> = {}): boolean {
-  return ['hold', 'release', 'quarantine', 'link'].includes(cmd) || (cmd === 'etrn' && typeof args.relay === 'string');
-}

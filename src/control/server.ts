@@ -2,7 +2,7 @@
  * control/server.ts — the daemon side of the CLI: a unix socket in the spool
  * (mode 0666: every local user may ask; commands that change the queue or
  * the link check who asks, control/credentials.ts). Each connection carries one
- * request, dispatched to a handler the daemon registered; a handler may emit
+ * request, dispatched to the daemon's handlers (control/handlers.ts); a handler may emit
  * events before its result. Errors become `{ok:false}` with the exit code
  * the CLI should use.
  */
@@ -12,14 +12,18 @@ import type { Logger } from 'pino';
 import { EX, exitCodeOf, UnavailableError } from '../errors.js';
 import { LineDecoder, socketPath, type ControlReply, type ControlRequest } from './protocol.js';
 
-/** `emit` sends an event line; its promise resolves once the socket can take more (a big listing streams). */
-export type ControlHandler = (args: Record<string, unknown>, emit: (event: unknown) => Promise<void>) => Promise<unknown>;
+/**
+ * Carries out one request (control/handlers.ts: the command's name and arguments checked,
+ * the caller's privilege proven); `emit` sends an event line, its promise resolves once the
+ * socket can take more (a big listing streams).
+ */
+export type ControlDispatch = (cmd: unknown, args: Record<string, unknown>, emit: (event: unknown) => Promise<void>) => Promise<unknown>;
 
 export class ControlServer {
   private server: net.Server | null = null;
   private readonly path: string;
 
-  constructor(spool: string, private readonly handlers: ReadonlyMap<string, ControlHandler>, private readonly log: Logger) {
+  constructor(spool: string, private readonly dispatch: ControlDispatch, private readonly log: Logger) {
     this.path = socketPath(spool);
   }
 
@@ -75,18 +79,13 @@ export class ControlServer {
       }
       if (!msgs.length) return;
       started = true;
-      const req = msgs[0] as ControlRequest;
-      const handler = typeof req?.cmd === 'string' ? this.handlers.get(req.cmd) : undefined;
-      if (!handler) {
-        send({ type: 'result', ok: false, error: { message: `Unknown control command ${JSON.stringify(req?.cmd)}`, exitCode: EX.USAGE } });
-        sock.end();
-        return;
-      }
-      handler(req.args ?? {}, emit).then(
+      const req = msgs[0] as ControlRequest | null;
+      const args = typeof req?.args === 'object' && req.args !== null ? req.args : {};
+      this.dispatch(req?.cmd, args, emit).then(
         (data) => send({ type: 'result', ok: true, data: data ?? null }),
         (err) => {
           const exitCode = exitCodeOf(err);
-          if (exitCode === EX.SOFTWARE) this.log.error({ cmd: req.cmd, err }, 'control command failed');
+          if (exitCode === EX.SOFTWARE) this.log.error({ cmd: req?.cmd, err }, 'control command failed');
           send({ type: 'result', ok: false, error: { message: (err as Error).message, exitCode } });
         },
       ).finally(() => sock.end());

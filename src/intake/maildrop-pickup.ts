@@ -22,16 +22,17 @@ import { isQueueId, type QueueId } from '../queue/queue-id.js';
 import { CorruptEnvelopeError } from '../errors.js';
 import { fsyncDir } from '../queue/group-sync.js';
 import { decodeMaildrop, listMaildrop, maildropDir, moveMaildropToCorrupt, readMaildrop, staleMaildropTemps, type Submission } from '../queue/maildrop.js';
-import { receivedHeader } from './received.js';
-import { precedenceClass } from '../queue/priority.js';
+import type { Cleanup } from './cleanup.js';
 
 /** Leftovers of a `sendmail` that crashed while writing are removed after this long. */
 const STALE_TEMP = 86_400_000;
 
 export interface PickupDeps {
   spool: string;
-  hostname: string;
-  queue: Queue;
+  /** Asked whether a message a crash left in pickup/ is queued already. */
+  queue: Pick<Queue, 'find'>;
+  /** The one path of new messages (Received:, Precedence, commit, `queued` log line). */
+  cleanup: Pick<Cleanup, 'submit'>;
   log: Logger;
   now: () => number;
   newId: () => QueueId;
@@ -39,7 +40,7 @@ export interface PickupDeps {
   maxBytes: () => number;
   /** The user name of a uid (control/users.ts). */
   userName: (uid: number) => Promise<string>;
-  /** A returned promise is awaited (interactive mode: the sendmail command waits for delivery). */
+  /** The first delivery decision; a returned promise is awaited (interactive mode: the sendmail command waits for delivery). */
   onQueued?: (envelopes: Envelope[]) => Promise<void> | undefined;
 }
 
@@ -165,36 +166,25 @@ export class MaildropPickup {
   }
 
   private async queue(id: QueueId, p: Picked): Promise<Envelope[]> {
-    const { queue, log } = this.deps;
     const { sub, body } = p;
-    const trace = Buffer.from(receivedHeader({
-      hostname: this.deps.hostname, id, now: this.deps.now(), user: p.user, protocol: 'local',
-      recipient: sub.recipients.length === 1 ? sub.recipients[0] : undefined,
-    }));
-    const headerEnd = body.indexOf('\r\n\r\n');
-    const precedence = /(?:^|\r\n)Precedence:[ \t]*([^\r\n]*)/i.exec(body.subarray(0, headerEnd < 0 ? body.length : headerEnd).toString('latin1'))?.[1];
-    const writer = await queue.begin(id);
-    let envelopes: Envelope[];
-    try {
-      await writer.write(Buffer.concat([trace, body]));
-      envelopes = await queue.commit(writer, trace.length + body.length, {
+    return this.deps.cleanup.submit({
+      id, body,
+      trace: { user: p.user, protocol: 'local', recipient: sub.recipients.length === 1 ? sub.recipients[0] : undefined },
+      draft: {
         sender: sub.sender,
         recipients: sub.recipients.map((address) => ({ address, notify: sub.dsn.notify })),
         bodyType: sub.bodyType,
         smtputf8: false,
         dsn: { ret: sub.dsn.ret, envid: sub.dsn.envid },
         client: { via: 'sendmail', user: p.user, uid: p.uid },
-        class: precedenceClass(precedence),
-      });
-    } catch (err) {
-      await writer.abort().catch(() => undefined);
-      throw err;
-    }
-    await fs.rm(path.join(this.pickupDir, id), { force: true });
-    await fsyncDir(this.pickupDir);
-    log.info({ qid: id, from: sub.sender, size: trace.length + body.length, nrcpts: sub.recipients.length, to: sub.recipients, relay: `${p.user}@localhost`, uid: p.uid, proto: 'local', parts: envelopes.length }, 'queued');
-    const delivering = this.deps.onQueued?.(envelopes);
-    if (delivering) await delivering;
-    return envelopes;
+      },
+      logFields: { relay: `${p.user}@localhost`, uid: p.uid, proto: 'local' },
+      // queued: the file in pickup/ has done its job before anyone waits for a delivery
+      deliver: async (envelopes) => {
+        await fs.rm(path.join(this.pickupDir, id), { force: true });
+        await fsyncDir(this.pickupDir);
+        await this.deps.onQueued?.(envelopes);
+      },
+    });
   }
 }

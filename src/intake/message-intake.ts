@@ -21,6 +21,7 @@ import type { Queue } from '../queue/queue.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueId } from '../queue/queue-id.js';
 import { precedenceClass } from '../queue/priority.js';
+import { commitMessage, precedenceOf } from './cleanup.js';
 import { BodyScanner, bareNewlineAction, type BareNewlineAction } from './body-scanner.js';
 import { envelopeRecipients } from './recipient-expansion.js';
 import { addMissingHeaders, headerSection, type MessageFacts } from './missing-headers.js';
@@ -56,7 +57,7 @@ function firstBlock(block: Buffer, facts: MessageFacts | null, isWhole: boolean)
   const text = block.toString('latin1');
   const section = headerSection(text, isWhole);
   const head = section ? text.slice(0, section.end) : text;
-  const precedence = /(?:^|\r\n)Precedence:[ \t]*([^\r\n]*)/i.exec(head)?.[1];
+  const precedence = precedenceOf(head);
   if (!facts || !section) return { block, precedence, added: [] };
   return { ...addMissingHeaders(block, section, facts), precedence };
 }
@@ -71,20 +72,60 @@ export function refusalOf(scanner: BodyScanner, facts: { sizeExceeded: boolean; 
   return null;
 }
 
-export async function receiveMessage(stream: SMTPServerDataStream, session: SMTPServerSession, deps: MessageIntakeDeps): Promise<string> {
-  const { queue, config, log, now } = deps;
-  const id = deps.newId();
-  const env = session.envelope;
-  const rcpts = env.rcptTo;
-  const isLan = deps.isLan(session.remoteAddress);
-  const bareLf = bareNewlineAction(config.smtp.bareNewline, isLan);
-  const scanner = new BodyScanner();
+/** The Received: line of an SMTP message (protocol as RFC 3848 names it). */
+function traceOf(session: SMTPServerSession, deps: MessageIntakeDeps, id: QueueId): { trace: Buffer; protocol: string } {
+  const rcpts = session.envelope.rcptTo;
   const protocol = `ESMTP${session.secure ? 'S' : ''}${session.user ? 'A' : ''}` as const;
   const trace = Buffer.from(receivedHeader({
-    hostname: config.hostname, id, now: now(), helo: session.hostNameAppearsAs, ip: session.remoteAddress,
+    hostname: deps.config.hostname, id, now: deps.now(), helo: session.hostNameAppearsAs, ip: session.remoteAddress,
     protocol: session.openingCommand === 'HELO' ? 'SMTP' : protocol,
     recipient: rcpts.length === 1 ? rcpts[0].address : undefined,
   }));
+  return { trace, protocol };
+}
+
+/** What the stream left: the bytes not yet written, the first block, and the writer (null when refused early). */
+interface Received {
+  id: QueueId;
+  writer: Awaited<ReturnType<Queue['begin']>>;
+  written: number;
+  first: FirstBlock | null;
+  scanner: BodyScanner;
+  protocol: string;
+}
+
+/** Commits a fully received message (the 250 follows) and hands it to the first delivery decision. */
+async function commitReceived(r: Received, session: SMTPServerSession, deps: MessageIntakeDeps): Promise<string> {
+  const env = session.envelope;
+  const mailFrom = env.mailFrom || { address: '' };
+  // 8-bit data without BODY=8BITMIME is kept and sent on as is (sendmail's EightBitMode=pass8)
+  const eightBit = env.bodyType === '8bitmime' || r.scanner.hasEightBit;
+  const envelopes = await commitMessage(deps, r.writer, r.written, {
+    sender: mailFrom.address,
+    recipients: envelopeRecipients(env.rcptTo),
+    bodyType: eightBit ? '8BITMIME' : '7BIT',
+    smtputf8: Boolean(env.smtpUtf8),
+    dsn: { ret: (env.dsn?.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: env.dsn?.envid ?? undefined },
+    client: { via: 'smtp', ip: session.remoteAddress, helo: session.hostNameAppearsAs, user: session.user as string | undefined },
+    class: precedenceClass(r.first?.precedence),
+  }, {
+    relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`, proto: r.protocol,
+    ...(r.scanner.hasBareLf ? { bareLf: 'normalized' } : {}),
+    ...(eightBit && env.bodyType !== '8bitmime' ? { body: '8-bit, undeclared' } : {}),
+    ...(r.first?.added.length ? { added: r.first.added.map((l) => l.slice(0, l.indexOf(':'))) } : {}),
+  });
+  const delivering = deps.onQueued?.(envelopes);
+  if (delivering) await delivering;
+  return `2.0.0 Ok: queued as ${r.id}`;
+}
+
+export async function receiveMessage(stream: SMTPServerDataStream, session: SMTPServerSession, deps: MessageIntakeDeps): Promise<string> {
+  const { queue, config, log, now } = deps;
+  const id = deps.newId();
+  const isLan = deps.isLan(session.remoteAddress);
+  const bareLf = bareNewlineAction(config.smtp.bareNewline, isLan);
+  const scanner = new BodyScanner();
+  const { trace, protocol } = traceOf(session, deps, id);
   const admission = deps.admitMessage?.(0);
   let writer: Awaited<ReturnType<Queue['begin']>> | null = null;
   let failure: unknown = admission ?? null;
@@ -121,13 +162,7 @@ export async function receiveMessage(stream: SMTPServerDataStream, session: SMTP
       if (failure || scanner.hasBareCr || scanner.hasNul || (scanner.hasBareLf && bareLf === 'reject') || stream.sizeExceeded) continue;
       pending.push(stored);
       pendingBytes += stored.length;
-      if (pendingBytes >= BUFFER_LIMIT && writer) {
-        try {
-          await flush(false);
-        } catch (err) {
-          failure = err;
-        }
-      }
+      if (pendingBytes >= BUFFER_LIMIT && writer) await flush(false).catch((err) => (failure = err));
     }
   } catch (err) {
     // the client went away (or was cut) in the middle of the data: nothing of it stays
@@ -150,31 +185,7 @@ export async function receiveMessage(stream: SMTPServerDataStream, session: SMTP
   }
   try {
     await flush(!first);
-    const done = first as FirstBlock | null;
-    const mailFrom = env.mailFrom || { address: '' };
-    const recipients = envelopeRecipients(rcpts);
-    // 8-bit data without BODY=8BITMIME is kept and sent on as is (sendmail's EightBitMode=pass8)
-    const eightBit = env.bodyType === '8bitmime' || scanner.hasEightBit;
-    const envelopes = await queue.commit(writer!, written, {
-      sender: mailFrom.address,
-      recipients,
-      bodyType: eightBit ? '8BITMIME' : '7BIT',
-      smtputf8: Boolean(env.smtpUtf8),
-      dsn: { ret: (env.dsn?.ret ?? undefined) as 'FULL' | 'HDRS' | undefined, envid: env.dsn?.envid ?? undefined },
-      client: { via: 'smtp', ip: session.remoteAddress, helo: session.hostNameAppearsAs, user: session.user as string | undefined },
-      class: precedenceClass(done?.precedence),
-    });
-    log.info({
-      qid: id, from: mailFrom.address, size: written, nrcpts: recipients.length,
-      to: recipients.map((r) => r.address), relay: `${session.hostNameAppearsAs ?? ''} [${session.remoteAddress}]`,
-      proto: protocol, parts: envelopes.length,
-      ...(scanner.hasBareLf ? { bareLf: 'normalized' } : {}),
-      ...(eightBit && env.bodyType !== '8bitmime' ? { body: '8-bit, undeclared' } : {}),
-      ...(done?.added.length ? { added: done.added.map((l) => l.slice(0, l.indexOf(':'))) } : {}),
-    }, 'queued');
-    const delivering = deps.onQueued?.(envelopes);
-    if (delivering) await delivering;
-    return `2.0.0 Ok: queued as ${id}`;
+    return await commitReceived({ id, writer: writer!, written, first, scanner, protocol }, session, deps);
   } catch (err) {
     log.error({ qid: id, err }, 'cannot commit message to the queue');
     await writer?.abort().catch(() => undefined);
