@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { GroupSync, fsyncDir } from './group-sync.js';
 import { isQueueId, type QueueId } from './queue-id.js';
-import type { BodyWriter, Place, QueueStore } from './store.js';
+import type { BodyWriter, NewMessage, Place, QueueStore } from './store.js';
 
 /** Bodies up to this size are read synchronously (see readEnvelope). */
 const SYNC_READ_MAX = 256 * 1024;
@@ -46,6 +46,14 @@ export class FsStore implements QueueStore {
   }
 
   async init(groups: readonly string[]): Promise<void> {
+    await this.makeDirs(groups);
+    // what a crash left in the page cache only is durable before anyone relies on it
+    await this.makeDurable([this.spool]);
+  }
+
+  async close(): Promise<void> {}
+
+  private async makeDirs(groups: readonly string[]): Promise<void> {
     const dirs = ['tmp', 'data', 'hold', 'quarantine', 'corrupt', 'maildrop', 'queue', ...groups.map((g) => path.join('queue', g))];
     for (const d of dirs) {
       // no one but the daemon reads queued mail; every local user may drop into maildrop (queue/maildrop.ts)
@@ -59,42 +67,15 @@ export class FsStore implements QueueStore {
 
   async create(id: QueueId): Promise<BodyWriter> {
     const file = this.bodyPath(id);
-    const fh = await fs.open(file, 'wx', 0o600);
-    const dirSync = this.dirSync;
-    let closed = false;
-    return {
-      id,
-      async write(chunk: Buffer) {
-        let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off)).bytesWritten;
-      },
-      async finish() {
-        await fh.sync();
-        closed = true;
-        await fh.close();
-        await dirSync.sync(path.dirname(file));
-      },
-      async abort() {
-        if (!closed) {
-          closed = true;
-          await fh.close().catch(() => undefined);
-        }
-        await fs.rm(file, { force: true });
-      },
-    };
+    return new FsBody(id, file, await fs.open(file, 'w', 0o600));
   }
 
-  async shareBody(from: QueueId, to: QueueId): Promise<void> {
-    await fs.link(this.bodyPath(from), this.bodyPath(to));
-    await this.dirSync.sync(path.join(this.spool, 'data'));
-  }
-
-  private async writeTemp(id: QueueId, bytes: Buffer): Promise<string> {
+  private async writeTemp(id: QueueId, bytes: Buffer, sync = true): Promise<string> {
     const tmp = path.join(this.spool, 'tmp', `${id}.${process.pid}.${++this.tmpSeq}.json`);
     const fh = await fs.open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(bytes);
-      await fh.sync();
+      if (sync) await fh.sync();
     } catch (err) {
       await fh.close().catch(() => undefined);
       await fs.rm(tmp, { force: true });
@@ -105,26 +86,46 @@ export class FsStore implements QueueStore {
     return tmp;
   }
 
-  async place(bodyId: QueueId, body: Buffer, envelopes: ReadonlyArray<{ place: Place; id: QueueId; bytes: Buffer }>): Promise<string[]> {
+  /**
+   * One message: every file fsynced (directories shared with concurrent
+   * callers). A batch (the journal's write-back): written without fsync,
+   * then one syncfs for all of it.
+   */
+  async put(messages: readonly NewMessage[]): Promise<void> {
+    const batch = messages.length > 1;
     const files: string[] = [];
-    const bodyFile = this.bodyPath(bodyId);
-    await fs.writeFile(bodyFile, body, { mode: 0o600 });
-    files.push(bodyFile);
-    for (const e of envelopes) {
-      if (e.id !== bodyId) {
-        await fs.rm(this.bodyPath(e.id), { force: true });
-        await fs.link(bodyFile, this.bodyPath(e.id));
+    for (const m of messages) files.push(...(await this.putOne(m, !batch)));
+    if (batch) await this.makeDurable(files);
+    else await Promise.all([...new Set(files.map((f) => path.dirname(f)))].map((d) => this.dirSync.sync(d)));
+  }
+
+  private async putOne(m: NewMessage, sync: boolean): Promise<string[]> {
+    const bodyFile = this.bodyPath(m.id);
+    if (Buffer.isBuffer(m.body)) await writeWhole(bodyFile, m.body, sync);
+    else if (m.body instanceof FsBody && m.body.id === m.id) await m.body.finish(sync);
+    else throw new Error('FsStore.put: the body was not created by this store');
+    const files = [bodyFile];
+    const placed: Array<{ id: QueueId; place: Place }> = [];
+    try {
+      for (const e of m.envelopes) {
+        if (e.id !== m.id) {
+          await fs.rm(this.bodyPath(e.id), { force: true });
+          await fs.link(bodyFile, this.bodyPath(e.id));
+        }
+        const target = this.envelopePath(e.id, e.place);
+        await fs.rename(await this.writeTemp(e.id, e.bytes, sync), target);
+        placed.push(e);
+        files.push(target);
       }
-      const tmp = path.join(this.spool, 'tmp', `${e.id}.${process.pid}.${++this.tmpSeq}.json`);
-      await fs.writeFile(tmp, e.bytes, { mode: 0o600 });
-      const target = this.envelopePath(e.id, e.place);
-      await fs.rename(tmp, target);
-      files.push(target);
+    } catch (err) {
+      // all parts or none: the client is told to try again, so a part left here would go out twice
+      for (const e of placed) await fs.unlink(this.envelopePath(e.id, e.place)).catch(() => undefined);
+      throw err;
     }
     return files;
   }
 
-  async makeDurable(files: readonly string[]): Promise<void> {
+  private async makeDurable(files: readonly string[]): Promise<void> {
     if (files.length === 0) return;
     if (await syncFileSystem(this.spool)) return;
     const dirs = new Set<string>();
@@ -206,10 +207,6 @@ export class FsStore implements QueueStore {
     }
   }
 
-  files(id: QueueId, place: Place): string[] {
-    return [this.bodyPath(id), this.envelopePath(id, place)];
-  }
-
   async recover(isReferenced: (id: QueueId) => boolean, before: number): Promise<number> {
     let removed = 0;
     const old = async (file: string) => (await fs.stat(file).catch(() => null))?.mtimeMs ?? Infinity;
@@ -237,4 +234,41 @@ function syncFileSystem(dir: string): Promise<boolean> {
     child.once('error', () => resolve(false));
     child.once('exit', (code) => resolve(code === 0));
   });
+}
+
+/** A body being written: fsynced and closed by put(), deleted by abort(). */
+class FsBody implements BodyWriter {
+  private closed = false;
+
+  constructor(readonly id: QueueId, private readonly file: string, private readonly fh: fs.FileHandle) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) off += (await this.fh.write(chunk, off)).bytesWritten;
+  }
+
+  async finish(sync: boolean): Promise<void> {
+    if (this.closed) return;
+    if (sync) await this.fh.sync();
+    this.closed = true;
+    await this.fh.close();
+  }
+
+  async abort(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.fh.close().catch(() => undefined);
+    }
+    await fs.rm(this.file, { force: true });
+  }
+}
+
+async function writeWhole(file: string, bytes: Buffer, sync: boolean): Promise<void> {
+  const fh = await fs.open(file, 'w', 0o600);
+  try {
+    await fh.writeFile(bytes);
+    if (sync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { decodeSegment, encodeRecord, IntakeJournal } from '../../src/queue/journal.js';
 import { FsStore } from '../../src/queue/fs-store.js';
+import { JournaledStore } from '../../src/queue/journaled-store.js';
 import { Queue } from '../../src/queue/queue.js';
 import { createIdGenerator } from '../../src/queue/queue-id.js';
 import { tempDir } from '../helpers/daemon.js';
@@ -27,10 +28,10 @@ async function setup(dir: string) {
   const lines: Array<Record<string, unknown>> = [];
   const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
   const journal = new IntakeJournal(dir);
-  const queue = new Queue(new FsStore(dir), { groups: [], log, journal, settleIdle: 60_000 });
+  const store = new JournaledStore(new FsStore(dir), journal, { log, settleIdle: 60_000 });
+  const queue = new Queue(store, { groups: [], log });
   await queue.init();
-  await queue.replayJournal();
-  return { queue, journal, lines };
+  return { queue, store, journal, lines };
 }
 
 const draft = { sender: 'a@office.example', recipients: [{ address: 'b@far.example' }], bodyType: '7BIT' as const, smtputf8: false, dsn: {}, client: { via: 'smtp' as const } };
@@ -43,7 +44,7 @@ async function commit(queue: Queue, id: ReturnType<ReturnType<typeof createIdGen
 
 test('a committed message is durable in the journal and visible before its own files exist', async () => {
   const dir = await tempDir();
-  const { queue } = await setup(dir);
+  const { queue, store } = await setup(dir);
   const id = createIdGenerator()();
   await commit(queue, id, 'Subject: j\r\n\r\nhi\r\n');
   assert.equal((await queue.find(id))?.place.state, 'queued');
@@ -52,7 +53,7 @@ test('a committed message is durable in the journal and visible before its own f
   const segments = (await fs.readdir(path.join(dir, 'journal'))).filter((f) => f.endsWith('.wal'));
   const { records } = decodeSegment(await fs.readFile(path.join(dir, 'journal', segments[0])));
   assert.equal(records.length, 1);
-  await queue.settleAll();
+  await store.settleAll();
   assert.equal((await fs.readFile(path.join(dir, 'data', id))).toString(), 'Subject: j\r\n\r\nhi\r\n');
   await fs.access(path.join(dir, 'queue', 'mqueue', `${id}.json`));
   await assert.rejects(fs.access(path.join(dir, 'journal', segments[0])), 'the settled segment is deleted');
@@ -127,12 +128,12 @@ test('a message updated, then finished, never comes back from the journal', asyn
 
 test('concurrent hold and quarantine of one message leave it in exactly one place', async () => {
   const dir = await tempDir();
-  const { queue } = await setup(dir);
+  const { queue, store } = await setup(dir);
   const newId = createIdGenerator();
   for (let i = 0; i < 10; i++) {
     const id = newId();
     await commit(queue, id, `m${i}\r\n`);
-    await queue.settleAll();
+    await store.settleAll();
     await Promise.allSettled([queue.hold(id), queue.quarantine(id, 'race'), queue.hold(id)]);
     const places = [];
     for (const d of ['queue/mqueue', 'hold', 'quarantine']) {
