@@ -125,7 +125,7 @@ test('metrics endpoint and status --json after a few deliveries', async () => {
     for (const key of ['pid', 'startedAt', 'hostname', 'spool', 'deliveryMode', 'listen', 'queue', 'link', 'window', 'nextWindow', 'lastWindow', 'held', 'dns', 'load', 'disk', 'counters', 'lastErrors']) {
       assert.ok(key in s, `status has ${key}`);
     }
-    assert.deepEqual(s.counters, { accepted: 5, delivered: 4, deferred: 0, bounced: 1, windows: 2 });
+    assert.deepEqual(s.counters, { accepted: 5, delivered: 4, deferred: 0, bounced: 1, windows: 2, odmrServed: 0, odmrMade: 0, odmrDelivered: 0, odmrReceived: 0 });
     assert.deepEqual(Object.keys(s.queue).sort(), ['corrupt', 'held', 'quarantined', 'queued']);
     assert.equal(s.link.state, 'down');
     assert.equal(typeof s.disk.freeBytes, 'number');
