@@ -110,22 +110,32 @@ export class EtrnServer {
     // what this ETRN may flush: its node, and for #group only the allowed domains within it
     // (a customer's #group must not flush other customers' mail)
     const inNode = (address: string, group: string) => targetMatches(t, address, group) && (t.kind !== 'group' || matchesClass(domainOf(address), allowed));
-    // the queue's in-memory listing: an ISP's ETRN reads no envelope to count (until the start-up walk has listed it)
-    let pending = 0;
-    const listed = this.deps.queue.listed({ selectors: [], quarantined: false });
-    if (listed) {
-      for (const l of listed) if (l.state === 'queued' && l.recipients.some((r) => inNode(r.address, l.group))) pending++;
-    } else {
-      for await (const { env } of this.deps.queue.walk(['queued'])) {
-        if (env.recipients.some((r) => r.state === 'pending' && inNode(r.address, env.group))) pending++;
-      }
-    }
+    // a domain's share of the queue's in-memory index: an ISP's ETRN reads no envelope, and looks at no other customer's mail
+    const inDomain = (domain: string) => (t.kind === 'group' ? matchesClass(domain, allowed) : targetMatches(t, `postmaster@${domain}`, ''));
+    const pending = await this.countPending(inDomain, inNode);
     if (pending === 0) return { code: 251, text: `OK, no messages waiting for node ${node}` };
-    const run = this.deps.runner.run({ trigger: { kind: 'etrn' }, recipientFilter: inNode })
+    const run = this.deps.runner.run({ trigger: { kind: 'etrn' }, domainFilter: inDomain, recipientFilter: inNode })
       .then((s) => this.deps.log.info({ node, delivered: s.delivered, deferred: s.deferred, failed: s.failed }, 'etrn flush done'))
       .catch((err) => this.deps.log.error({ node, err }, 'etrn flush failed'))
       .finally(() => this.running.delete(node));
     this.running.set(node, run);
     return { code: 253, text: `OK, ${pending} pending messages for node ${node} started` };
+  }
+
+  /** Queued messages with a recipient in the node: from the index once complete, else read from the queue. */
+  private async countPending(inDomain: (domain: string) => boolean, inNode: (address: string, group: string) => boolean): Promise<number> {
+    const queue = this.deps.queue;
+    let pending = 0;
+    if (queue.index.complete) {
+      for (const id of queue.index.queuedFor(inDomain)) {
+        const l = queue.index.get(id)?.listed;
+        if (l?.recipients.some((r) => inNode(r.address, l.group))) pending++;
+      }
+      return pending;
+    }
+    for await (const { env } of queue.walk(['queued'])) {
+      if (env.recipients.some((r) => r.state === 'pending' && inNode(r.address, env.group))) pending++;
+    }
+    return pending;
   }
 }

@@ -22,8 +22,8 @@ export type QueueChange = { id: QueueId; env: Envelope; state: Exclude<QueueStat
 export interface IndexEntry {
   listed: Listed;
   priority: number;
-  /** ms since the epoch; 0: at once. */
-  nextAttempt: number;
+  /** As the envelope has it (null: at once). */
+  nextAttempt: string | null;
   attempts: number;
   /** Domains of pending recipients, lower case, each once. */
   domains: readonly string[];
@@ -70,7 +70,7 @@ export class QueueIndex {
     const domains = [...new Set(listed.recipients.map((r) => domainOf(r.address)))];
     this.entries.set(change.id, {
       listed, priority: env.priority, attempts: env.attempts, domains,
-      nextAttempt: env.nextAttempt === null ? 0 : Date.parse(env.nextAttempt),
+      nextAttempt: env.nextAttempt,
     });
     if (state !== 'queued') return;
     for (const d of domains) {
@@ -109,18 +109,17 @@ export class QueueIndex {
   /** Queued messages with a pending recipient at `domain` (and, with `subdomains`, below it). */
   pendingFor(domain: string, subdomains = false): number {
     const d = domain.toLowerCase();
-    let n = this.byDomain.get(d)?.size ?? 0;
-    if (!subdomains) return n;
-    const seen = new Set(this.byDomain.get(d) ?? []);
-    for (const [name, ids] of this.byDomain) {
-      if (!name.endsWith(`.${d}`)) continue;
-      for (const id of ids) if (!seen.has(id)) (seen.add(id), n++);
-    }
-    return n;
+    return this.queuedFor((name) => name === d || (subdomains && name.endsWith(`.${d}`))).size;
   }
 
-  /** Queued messages' pending domains, each with the messages waiting for it. */
-  domains(): IterableIterator<[string, ReadonlySet<QueueId>]> {
-    return this.byDomain.entries();
+  /**
+   * Queued messages with a pending recipient at a wanted domain: the work
+   * of one question is proportional to the domains and to what they hold,
+   * never to the whole queue.
+   */
+  queuedFor(wanted: (domain: string) => boolean): Set<QueueId> {
+    const out = new Set<QueueId>();
+    for (const [domain, ids] of this.byDomain) if (wanted(domain)) for (const id of ids) out.add(id);
+    return out;
   }
 }

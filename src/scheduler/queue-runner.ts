@@ -1,16 +1,19 @@
 /**
  * scheduler/queue-runner.ts — decides what is delivered now, and runs it.
  *
- * A run walks the queue in chunks (a restart with 100,000 messages starts
- * delivering after the first chunk, never after reading everything), sorts
- * each chunk by priority, routes every pending recipient, keeps those that
- * may be attempted for this trigger (routing/may-attempt.ts) and are due,
- * groups them by next hop and hands each hop to the deliverer with at most
- * DESTINATION_CONNECTIONS connections per next hop (across concurrent runs),
- * all hops together at most queue.maxQueueChildren. Each message is locked in the queue while it is
- * being delivered (admin commands wait), its results are folded into the
- * envelope (scheduler/apply-results.ts) and written back before the lock is
- * released; notices (DSNs) are queued before the original is removed.
+ * A run picks its messages from the queue's in-memory index without reading
+ * an envelope (scheduler/candidates.ts: only messages waiting for a domain
+ * the run may serve or must count, in priority order across the whole
+ * queue); before the start-up walk has completed the index it walks the
+ * store in chunks instead. For each message it routes every pending
+ * recipient, keeps those that may be attempted for this trigger
+ * (routing/may-attempt.ts) and are due, groups them by next hop and hands
+ * each hop to the deliverer (connections per next hop across concurrent
+ * runs: scheduler/destinations.ts; all hops together at most
+ * queue.maxQueueChildren). The envelope is read under the message's lock
+ * (admin commands wait); results are folded in (scheduler/apply-results.ts)
+ * and written back before the lock is released; notices (DSNs) are queued
+ * before the original is removed.
  */
 import type { Envelope } from '../queue/envelope.js';
 import type { Located } from '../queue/queue.js';
@@ -21,14 +24,17 @@ import { route as routeOf, type Route } from '../routing/route.js';
 import { mayAttempt } from '../routing/may-attempt.js';
 import { applyResults, type AttemptResult } from './apply-results.js';
 import { isDue } from './next-attempt.js';
-import { enhancedCode, outcomeOf } from '../delivery/classify.js';
+import { outcomeOf } from '../delivery/classify.js';
+import { resultLogFields, tally } from './tally.js';
 import type { Job } from '../delivery/deliverer.js';
 import type { Target } from '../delivery/resolver.js';
 import type { SessionEvent } from '../delivery/smtp-session.js';
 import { JobQueue } from './job-queue.js';
-import { Slots } from './slots.js';
+import { candidatesFromIndex, type Candidate } from './candidates.js';
+import { Destinations, DESTINATION_CONNECTIONS } from './destinations.js';
+import { MailError } from '../errors.js';
 
-export const DESTINATION_CONNECTIONS = 4;
+export { DESTINATION_CONNECTIONS } from './destinations.js';
 const CHUNK = 1000;
 
 export type { RunEvent, RunOptions, RunSummary, RunnerDeps } from './run-types.js';
@@ -39,6 +45,19 @@ interface HopState {
   done: Promise<void>;
   /** Jobs handed to the hop and not yet answered: if the hop fails, they are deferred (and unlocked) here. */
   open: Set<Job>;
+}
+
+/** A message a run looks at: its candidate view, and the envelope when it was read already. */
+interface Picked {
+  c: Candidate;
+  loc?: Located;
+  version?: number;
+}
+
+interface RouteDecision {
+  rt: Route;
+  may: boolean;
+  waitsForLink: boolean;
 }
 
 interface RunState {
@@ -53,12 +72,11 @@ interface RunState {
 }
 
 export class QueueRunner {
-  private readonly slots: Slots;
-  /** Connections per next hop, across all runs at once (an intake run, a window, an ETRN flush). */
-  private readonly hopSlots = new Map<string, Slots>();
+  /** Per next hop across runs: connection slots, and hops found dead (scheduler/destinations.ts). */
+  private readonly destinations: Destinations;
 
   constructor(private readonly deps: RunnerDeps) {
-    this.slots = new Slots(deps.config().queue.maxQueueChildren);
+    this.destinations = new Destinations(deps.config().queue.maxQueueChildren, deps.now);
   }
 
   private groupRunners(name: string): number {
@@ -91,31 +109,13 @@ export class QueueRunner {
   private async runOnce(opts: RunOptions): Promise<RunSummary> {
     const summary: RunSummary = { messages: 0, delivered: 0, deferred: 0, failed: 0, waiting: 0, connections: 0, ...(opts.dryRun ? { plan: [] } : {}) };
     const run: RunState = { opts, summary, hops: new Map(), hopsByTarget: new Map(), locked: new Map(), results: new Map() };
-    let chunk: Located[] = [];
-    const flush = async () => {
-      const batch = chunk;
-      chunk = [];
-      if (batch.length) {
+    try {
+      for await (const batch of this.batches(run)) {
+        if (this.stopping) break;
         this.deps.log.debug({ messages: batch.length }, 'run: chunk read');
         await this.dispatch(batch, run);
-        this.deps.log.debug({ messages: batch.length }, 'run: chunk handed to the hops');
+        if (opts.planLimit !== undefined && (summary.plan?.length ?? 0) >= opts.planLimit) break;
       }
-    };
-    try {
-      if (opts.ids) {
-        for (const id of opts.ids) {
-          const loc = await this.deps.queue.find(id);
-          if (loc?.place.state === 'queued') chunk.push({ ...loc, version: this.deps.queue.version(id) });
-        }
-      } else {
-        for await (const loc of this.deps.queue.walk(['queued'])) {
-          if (this.stopping) break;
-          chunk.push(loc);
-          if (chunk.length >= CHUNK) await flush();
-          if (opts.planLimit !== undefined && (summary.plan?.length ?? 0) >= opts.planLimit) break;
-        }
-      }
-      await flush();
     } finally {
       const hops = new Set(run.hops.values());
       for (const hop of hops) hop.jobs.close();
@@ -125,10 +125,45 @@ export class QueueRunner {
     return summary;
   }
 
-  /** Routes a chunk (in priority order) and hands its jobs to the hops, opening a hop when new. */
-  private async dispatch(locs: Located[], run: RunState): Promise<void> {
-    const { opts, summary } = run;
-    const now = this.deps.now();
+  /**
+   * What the run looks at, in chunks: the messages asked for; else, once the
+   * queue's index is complete, the messages waiting for a domain this run
+   * may serve or must count (no envelope read); else every queued envelope.
+   */
+  private async *batches(run: RunState): AsyncIterable<Picked[]> {
+    const queue = this.deps.queue;
+    if (run.opts.ids) {
+      const out: Picked[] = [];
+      for (const id of run.opts.ids) {
+        const loc = await queue.find(id);
+        if (loc?.place.state === 'queued') out.push({ c: loc.env, loc, version: queue.version(id) });
+      }
+      yield out;
+      return;
+    }
+    if (queue.index.complete) {
+      const decide = this.routeDecisions(run);
+      const all = candidatesFromIndex(queue.index, (domain) => {
+        if (run.opts.domainFilter && !run.opts.domainFilter(domain)) return false;
+        const d = decide(domain);
+        return d.may || d.waitsForLink || Boolean(run.opts.onEvent);
+      });
+      for (let i = 0; i < all.length; i += CHUNK) yield all.slice(i, i + CHUNK).map((c) => ({ c, version: queue.version(c.id) }));
+      return;
+    }
+    let chunk: Picked[] = [];
+    for await (const loc of queue.walk(['queued'])) {
+      chunk.push({ c: loc.env, loc, version: loc.version });
+      if (chunk.length < CHUNK) continue;
+      yield chunk;
+      chunk = [];
+    }
+    if (chunk.length) yield chunk;
+  }
+
+  /** Route and may-attempt per recipient domain, computed once per chunk (the link may come or go between chunks). */
+  private routeDecisions(run: RunState): (domain: string) => RouteDecision {
+    const { opts } = run;
     const config = this.deps.config();
     const table = this.deps.table();
     const policy = {
@@ -137,82 +172,119 @@ export class QueueRunner {
       linkAvailable: (opts.dryRun && opts.assumeLink) || this.deps.linkAvailable(opts.trigger),
       permanentLink: this.deps.permanentLink(),
     };
+    const memo = new Map<string, RouteDecision>();
+    return (domain) => {
+      let d = memo.get(domain);
+      if (!d) {
+        const rt = routeOf(domain, table);
+        const waitsForLink = rt.link && !rt.holdUntilEtrn && !policy.linkAvailable && !policy.permanentLink;
+        memo.set(domain, (d = { rt, may: mayAttempt(rt, opts.trigger, policy), waitsForLink }));
+      }
+      return d;
+    };
+  }
+
+  /** Whether the run takes this message at all (group, runners, selection, retry time, group job limit). */
+  private eligible(c: Candidate, run: RunState, now: number): boolean {
+    const { opts } = run;
     const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
     /** The request named what it wants (ETRN, flush -qR/-qS/-qI/-qG). */
     const named = opts.trigger.kind === 'etrn' || (opts.trigger.kind === 'flush' && opts.trigger.names);
-    locs.sort((a, b) => a.env.priority - b.env.priority);
+    if (opts.group && c.group !== opts.group) return false;
+    // runners 0: never by a scheduled run, but a flush or ETRN that asks for it gets it (SPEC §7: someone asked)
+    if (!named && this.groupRunners(c.group) === 0) return false;
+    if (opts.selection && !matches(opts.selection, c)) return false;
+    // fresh intake goes at once; everything else waits for its retry time unless asked for explicitly
+    if (!explicit && !opts.ids && !isDue(c.nextAttempt, now)) return false;
+    const limit = this.deps.config().queue.groups.find((g) => g.name === c.group)?.jobs;
+    return limit === undefined || (run.jobsPerGroup?.get(c.group) ?? 0) < limit;
+  }
+
+  /** The message's pending recipients that may go now, by next hop; the others are counted and reported. */
+  private byHop(c: Candidate, run: RunState, decide: (domain: string) => RouteDecision): Map<string, { route: Route; rcpts: Array<{ address: string }> }> {
+    const { opts, summary } = run;
+    const out = new Map<string, { route: Route; rcpts: Array<{ address: string }> }>();
+    for (const r of c.recipients) {
+      if (r.state !== 'pending') continue;
+      if (opts.recipientFilter && !opts.recipientFilter(r.address, c.group)) continue;
+      const d = decide(domainOf(r.address));
+      if (!d.may) {
+        if (d.waitsForLink) summary.waiting++;
+        opts.onEvent?.({ type: 'skip', qid: c.id, to: r.address, reason: d.rt.holdUntilEtrn ? 'held until ETRN' : d.waitsForLink ? 'waits for the link' : 'not now for this route' });
+        continue;
+      }
+      const entry = out.get(d.rt.nexthop) ?? { route: d.rt, rcpts: [] };
+      entry.rcpts.push(r);
+      out.set(d.rt.nexthop, entry);
+    }
+    return out;
+  }
+
+  /** Routes a chunk (in priority order) and hands its jobs to the hops, opening a hop when new. */
+  private async dispatch(batch: Picked[], run: RunState): Promise<void> {
+    const { opts, summary } = run;
+    const now = this.deps.now();
+    const decide = this.routeDecisions(run);
+    const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
+    batch.sort((a, b) => a.c.priority - b.c.priority);
     // a dry run is gated too: demand mode's check must not dial for mail the load would hold back
     const gate = explicit ? null : this.deps.loadGate?.() ?? null;
-    for (const loc of locs) {
+    for (const picked of batch) {
       if (this.stopping) break;
-      const candidate = loc.env;
-      if (opts.group && candidate.group !== opts.group) continue;
-      // runners 0: never by a scheduled run, but a flush or ETRN that asks for it gets it (SPEC §7: someone asked)
-      if (!named && this.groupRunners(candidate.group) === 0) continue;
-      if (opts.selection && !matches(opts.selection, candidate)) continue;
-      // fresh intake goes at once; everything else waits for its retry time unless asked for explicitly
-      if (!explicit && !opts.ids && !isDue(candidate.nextAttempt, now)) continue;
-      const limit = config.queue.groups.find((g) => g.name === candidate.group)?.jobs;
-      if (limit !== undefined && (run.jobsPerGroup?.get(candidate.group) ?? 0) >= limit) continue;
-      const byHop = new Map<string, { route: Route; rcpts: Envelope['recipients'] }>();
-      for (const r of candidate.recipients) {
-        if (r.state !== 'pending') continue;
-        if (opts.recipientFilter && !opts.recipientFilter(r.address, candidate.group)) continue;
-        const rt = routeOf(domainOf(r.address), table);
-        if (!mayAttempt(rt, opts.trigger, policy)) {
-          const waitsForLink = rt.link && !rt.holdUntilEtrn && !policy.linkAvailable && !policy.permanentLink;
-          if (waitsForLink) summary.waiting++;
-          opts.onEvent?.({ type: 'skip', qid: candidate.id, to: r.address, reason: rt.holdUntilEtrn ? 'held until ETRN' : waitsForLink ? 'waits for the link' : 'not now for this route' });
-          continue;
-        }
-        const entry = byHop.get(rt.nexthop) ?? { route: rt, rcpts: [] };
-        entry.rcpts.push(r);
-        byHop.set(rt.nexthop, entry);
-      }
-      if (!byHop.size) continue;
+      const c = picked.c;
+      if (!this.eligible(c, run, now)) continue;
+      const hops = this.byHop(c, run, decide);
+      if (!hops.size) continue;
       // something would go now: the load decides whether it does (sendmail's shouldqueue)
-      const busy = gate?.(candidate.priority);
+      const busy = gate?.(c.priority);
       if (busy && opts.dryRun) continue;
       if (busy) {
         summary.loadQueued = (summary.loadQueued ?? 0) + 1;
         this.deps.onLoadQueued?.();
-        this.deps.log[opts.ids ? 'info' : 'debug']({ qid: candidate.id, reason: busy }, 'queued for a later run: load too high');
-        opts.onEvent?.({ type: 'skip', qid: candidate.id, to: '', reason: busy });
+        this.deps.log[opts.ids ? 'info' : 'debug']({ qid: c.id, reason: busy }, 'queued for a later run: load too high');
+        opts.onEvent?.({ type: 'skip', qid: c.id, to: '', reason: busy });
         continue;
       }
       if (opts.dryRun) {
-        for (const { route: rt, rcpts } of byHop.values()) {
-          const link = rt.link && !policy.permanentLink;
+        for (const { route: rt, rcpts } of hops.values()) {
+          const link = rt.link && !this.deps.permanentLink();
           if (opts.planLinkOnly && !link) continue;
-          for (const r of rcpts) summary.plan!.push({ qid: candidate.id, to: r.address, nexthop: rt.nexthop, link });
+          for (const r of rcpts) summary.plan!.push({ qid: c.id, to: r.address, nexthop: rt.nexthop, link });
         }
         if (opts.planLimit !== undefined && summary.plan!.length >= opts.planLimit) return;
         continue;
       }
-      // the lock keeps admin commands and other runs out while the message is being delivered
-      const release = await this.deps.queue.lock(candidate.id);
-      let fresh: Located | null;
-      try {
-        // changed since it was read (another run, an admin command): read it again
-        fresh = this.deps.queue.version(candidate.id) === loc.version ? loc : await this.deps.queue.reread(loc);
-      } catch (err) {
-        this.deps.log.error({ qid: candidate.id, err: (err as Error).message }, 'cannot read message for delivery');
-        fresh = null;
-      }
-      if (!fresh || fresh.place.state !== 'queued' || fresh.env.attempts !== candidate.attempts) {
-        release();
-        continue;
-      }
-      run.jobsPerGroup ??= new Map();
-      run.jobsPerGroup.set(candidate.group, (run.jobsPerGroup.get(candidate.group) ?? 0) + 1);
-      summary.messages++;
-      run.locked.set(candidate.id, { pending: byHop.size, release });
-      for (const [nexthop, { route: rt, rcpts }] of byHop) {
-        const job: Job = { env: fresh.env, mailer: rt.mailer, rcpts: rcpts.filter((r) => fresh.env.recipients.some((x) => x.address === r.address && x.state === 'pending')) };
-        const hop = await this.hop(run, nexthop, rt);
-        hop.open.add(job);
-        await hop.jobs.push(job);
-      }
+      await this.take(picked, hops, run);
+    }
+  }
+
+  /** Locks the message, reads it as it is now, and hands its jobs to the hops. */
+  private async take(picked: Picked, hops: Map<string, { route: Route; rcpts: Array<{ address: string }> }>, run: RunState): Promise<void> {
+    const { c } = picked;
+    // the lock keeps admin commands and other runs out while the message is being delivered
+    const release = await this.deps.queue.lock(c.id);
+    let fresh: Located | null;
+    try {
+      // read now unless it is the envelope just read and unchanged since
+      fresh = picked.loc && this.deps.queue.version(c.id) === picked.version ? picked.loc : await this.deps.queue.find(c.id);
+    } catch (err) {
+      this.deps.log.error({ qid: c.id, err }, 'cannot read message for delivery');
+      fresh = null;
+    }
+    if (!fresh || fresh.place.state !== 'queued' || fresh.env.attempts !== c.attempts) {
+      release();
+      return;
+    }
+    const env = fresh.env;
+    run.jobsPerGroup ??= new Map();
+    run.jobsPerGroup.set(c.group, (run.jobsPerGroup.get(c.group) ?? 0) + 1);
+    run.summary.messages++;
+    run.locked.set(c.id, { pending: hops.size, release });
+    for (const [nexthop, { route: rt, rcpts }] of hops) {
+      const job: Job = { env, mailer: rt.mailer, rcpts: env.recipients.filter((x) => x.state === 'pending' && rcpts.some((r) => r.address === x.address)) };
+      const hop = await this.hop(run, nexthop, rt);
+      hop.open.add(job);
+      await hop.jobs.push(job);
     }
   }
 
@@ -239,36 +311,33 @@ export class QueueRunner {
     const jobs = new JobQueue<Job>(CHUNK);
     const open = new Set<Job>();
     const onEvent = run.opts.onEvent;
+    // a hop found dead by an earlier run waits for its retry time, unless someone asked (flush, ETRN)
+    const explicit = run.opts.trigger.kind === 'flush' || run.opts.trigger.kind === 'etrn';
+    const suspended = resolved instanceof Error || explicit ? null : this.destinations.suspended(key);
+    const outcome = { connections: 0, delivered: 0, attempted: 0 };
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
       connections: DESTINATION_CONNECTIONS,
-      resolved,
+      resolved: suspended ? new MailError(451, '4.4.1', suspended) : resolved,
       dialRetry: rt.link ? run.opts.dialRetry : undefined,
       // a run outside a window, or one the window outlives, asks again before every new connection (ETRN's held mail: the customer's line is up)
       mayConnect: rt.link && !rt.holdUntilEtrn ? () => this.deps.linkAvailable(run.opts.trigger) : undefined,
-      acquire: async () => {
-        // always the hop's slot first, then the global one: one order, no deadlock
-        let hop = this.hopSlots.get(key);
-        if (!hop) this.hopSlots.set(key, (hop = new Slots(DESTINATION_CONNECTIONS)));
-        const releaseHop = await hop.acquire();
-        const releaseAll = await this.slots.acquire();
-        return () => {
-          releaseAll();
-          releaseHop();
-          if (hop!.isIdle && this.hopSlots.get(key) === hop) this.hopSlots.delete(key);
-        };
-      },
+      acquire: () => this.destinations.acquire(key),
       onResult: (job, res) => {
         open.delete(job);
+        for (const r of res) if (!r.waitsForLink) (outcome.attempted++, outcomeOf(r.code) === 'delivered' && outcome.delivered++);
         return this.onResult(run, job, res);
       },
       onEvent: onEvent ? (e: SessionEvent) => onEvent({ type: 'dialogue', dir: e.dir, line: e.line, conn: e.conn }) : undefined,
     }).then((r) => {
+      if (!(resolved instanceof Error) && !suspended) {
+        this.destinations.record(key, { ...outcome, connections: r.connections }, this.deps.config().queue.minQueueAge, `no address of ${nexthop} answered`);
+      }
       run.summary.connections += r.connections;
       if (r.firstPacket !== undefined) run.summary.firstPacket = Math.min(run.summary.firstPacket ?? Infinity, r.firstPacket);
       if (r.lastPacket !== undefined) run.summary.lastPacket = Math.max(run.summary.lastPacket ?? 0, r.lastPacket);
     }, async (err) => {
       // a lock is a scope: no error may keep a message locked, nor the walk waiting on a queue no one reads
-      this.deps.log.error({ nexthop, err: (err as Error).message }, 'delivery to a next hop failed');
+      this.deps.log.error({ nexthop, err }, 'delivery to a next hop failed');
       const defer = (job: Job) => this.onResult(run, job, job.rcpts.map((r) => ({ address: r.address, code: 451, text: `4.3.0 Internal error delivering to ${nexthop}: ${(err as Error).message}` })));
       for (const job of [...open]) {
         open.delete(job);
@@ -289,18 +358,14 @@ export class QueueRunner {
     for (const r of res) {
       const outcome = outcomeOf(r.code);
       run.opts.onEvent?.({ type: 'result', qid: id, to: r.address, code: r.code, text: r.text, outcome, relay: r.relay });
-      this.deps.log.info({
-        qid: id, to: r.address, delay: Math.round((this.deps.now() - Date.parse(job.env.arrivalTime)) / 1000),
-        xdelay: job.xdelay !== undefined ? job.xdelay / 1000 : undefined, mailer: job.mailer,
-        relay: r.relay, dsn: enhancedCode(r.code, r.text), stat: `${outcome === 'delivered' ? 'Sent' : outcome === 'failed' ? 'Failed' : 'Deferred'} (${r.code} ${r.text})`,
-      }, outcome);
+      this.deps.log.info(resultLogFields(job, r, this.deps.now()), outcome);
     }
     const lock = run.locked.get(id)!;
     if (--lock.pending > 0) return;
     try {
       await this.record(job.env, run.results.get(id)!, run.summary);
     } catch (err) {
-      this.deps.log.error({ qid: id, err: (err as Error).message }, 'cannot record delivery results');
+      this.deps.log.error({ qid: id, err }, 'cannot record delivery results');
     } finally {
       run.results.delete(id);
       run.locked.delete(id);
@@ -312,19 +377,7 @@ export class QueueRunner {
   private async record(env: Envelope, res: AttemptResult[], summary: RunSummary): Promise<void> {
     const c = this.deps.config().queue;
     const applied = applyResults(env, res, { now: this.deps.now(), minQueueAge: c.minQueueAge, queueWarn: c.queueWarn, queueReturn: c.queueReturn });
-    let delivered = 0;
-    let waiting = 0;
-    for (const r of res) {
-      const o = outcomeOf(r.code);
-      if (r.waitsForLink) {
-        summary.waiting++;
-        waiting++;
-      } else if (o === 'delivered') {
-        summary.delivered++;
-        delivered++;
-      } else if (o === 'failed') summary.failed++;
-      else summary.deferred++;
-    }
+    const { delivered, waiting } = tally(res, summary);
     // bounced: failed now, or deferred past queueReturn
     this.deps.onOutcomes?.({ delivered, bounced: applied.failed.length, deferred: Math.max(0, res.length - waiting - delivered - applied.failed.length) });
     for (const [kind, notices] of [['failure', applied.failed], ['delay', applied.delayed], ['success', applied.relayed]] as const) {

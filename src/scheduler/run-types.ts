@@ -38,6 +38,8 @@ export interface RunOptions {
   planLimit?: number;
   /** Dry run: plan only recipients whose route needs the link (what a window would get the link for). */
   planLinkOnly?: boolean;
+  /** Only recipients at these domains (ETRN, ODMR): lets a run skip every other domain's messages unread. */
+  domainFilter?: (domain: string) => boolean;
   /** Only these recipients (ETRN for a node). */
   recipientFilter?: (address: string, group: string) => boolean;
 }
