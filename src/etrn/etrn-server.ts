@@ -16,6 +16,7 @@ import type { Queue } from '../queue/queue.js';
 import type { QueueRunner } from '../scheduler/queue-runner.js';
 import { domainOf } from '../intake/address.js';
 import { classEntry, matchesClass } from '../config/classic-files.js';
+import { countQueued } from '../queue/count.js';
 
 export type EtrnTarget =
   | { kind: 'domain'; domain: string; subdomains: boolean }
@@ -112,7 +113,7 @@ export class EtrnServer {
     const inNode = (address: string, group: string) => targetMatches(t, address, group) && (t.kind !== 'group' || matchesClass(domainOf(address), allowed));
     // a domain's share of the queue's in-memory index: an ISP's ETRN reads no envelope, and looks at no other customer's mail
     const inDomain = (domain: string) => (t.kind === 'group' ? matchesClass(domain, allowed) : targetMatches(t, `postmaster@${domain}`, ''));
-    const pending = await this.countPending(inDomain, inNode);
+    const pending = await countQueued(this.deps.queue, inDomain, inNode);
     if (pending === 0) return { code: 251, text: `OK, no messages waiting for node ${node}` };
     const run = this.deps.runner.run({ trigger: { kind: 'etrn' }, domainFilter: inDomain, recipientFilter: inNode })
       .then((s) => this.deps.log.info({ node, delivered: s.delivered, deferred: s.deferred, failed: s.failed }, 'etrn flush done'))
@@ -120,22 +121,5 @@ export class EtrnServer {
       .finally(() => this.running.delete(node));
     this.running.set(node, run);
     return { code: 253, text: `OK, ${pending} pending messages for node ${node} started` };
-  }
-
-  /** Queued messages with a recipient in the node: from the index once complete, else read from the queue. */
-  private async countPending(inDomain: (domain: string) => boolean, inNode: (address: string, group: string) => boolean): Promise<number> {
-    const queue = this.deps.queue;
-    let pending = 0;
-    if (queue.index.complete) {
-      for (const id of queue.index.queuedFor(inDomain)) {
-        const l = queue.index.get(id)?.listed;
-        if (l?.recipients.some((r) => inNode(r.address, l.group))) pending++;
-      }
-      return pending;
-    }
-    for await (const { env } of queue.walk(['queued'])) {
-      if (env.recipients.some((r) => r.state === 'pending' && inNode(r.address, env.group))) pending++;
-    }
-    return pending;
   }
 }

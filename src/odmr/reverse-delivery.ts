@@ -122,6 +122,7 @@ export async function deliverReversed(
   try {
     return await runner.run({
       trigger: { kind: 'etrn' },
+      domainFilter: (domain) => takenBy(domain, c.domains, c.allowed),
       recipientFilter: (address) => takenBy(domainOf(address), c.domains, c.allowed),
     });
   } finally {

@@ -25,6 +25,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { OdmrSession } from './server-session.js';
 import { parseOdmrUsers, type OdmrUser } from './policy.js';
 import { deliverReversed, type ReverseDeps } from './reverse-delivery.js';
+import { countQueued } from '../queue/count.js';
 
 export interface OdmrServerDeps extends Omit<ReverseDeps, 'readBody'> {
   /** The classes as last loaded (a user without listed domains takes the class of its name). */
@@ -47,17 +48,10 @@ async function readUsers(file: string | undefined): Promise<OdmrUser[]> {
   return entries;
 }
 
-/** Queued messages with a pending recipient `wanted` takes (the in-memory listing once complete); null if unreadable. */
+/** Queued messages with a pending recipient `wanted` takes (from the index once complete); null if unreadable. */
 async function countPending(deps: OdmrServerDeps, wanted: (address: string) => boolean): Promise<number | null> {
   try {
-    let n = 0;
-    const listed = deps.queue.listed({ selectors: [], quarantined: false });
-    if (listed) {
-      for (const l of listed) if (l.state === 'queued' && l.recipients.some((r) => wanted(r.address))) n++;
-    } else {
-      for await (const { env } of deps.queue.walk(['queued'])) if (env.recipients.some((r) => r.state === 'pending' && wanted(r.address))) n++;
-    }
-    return n;
+    return await countQueued(deps.queue, (domain) => wanted(`postmaster@${domain}`), (address) => wanted(address));
   } catch (err) {
     deps.log.error({ err }, 'odmr: cannot count the queued mail');
     return null;
