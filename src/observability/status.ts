@@ -78,11 +78,11 @@ export class Status {
     };
   }
 
-  /** The pending recipients of each queued message: from the queue's in-memory listing once it is complete. */
+  /** The pending recipients of each queued message: from the queue's index once it is complete (no sort, no envelope read). */
   private async *queuedPending(): AsyncIterable<string[]> {
-    const listed = this.d.queue.listed({ selectors: [], quarantined: false });
-    if (listed) {
-      for (const l of listed) if (l.state === 'queued') yield l.recipients.map((r) => r.address);
+    const index = this.d.queue.index;
+    if (index.complete) {
+      for (const id of index.queuedFor(() => true)) yield index.get(id)?.listed.recipients.map((r) => r.address) ?? [];
       return;
     }
     for await (const { env } of this.d.queue.walk(['queued'])) yield env.recipients.filter((r) => r.state === 'pending').map((r) => r.address);
