@@ -316,7 +316,8 @@ export class QueueRunner {
     const suspended = resolved instanceof Error || explicit ? null : this.destinations.suspended(key);
     const outcome = { connections: 0, delivered: 0, attempted: 0 };
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
-      connections: DESTINATION_CONNECTIONS,
+      // a queue group's own run: its runners (sendmail's parallel queue runners) are its connections per next hop
+      connections: run.opts.group ? Math.min(DESTINATION_CONNECTIONS, Math.max(1, this.groupRunners(run.opts.group))) : DESTINATION_CONNECTIONS,
       resolved: suspended ? new MailError(451, '4.4.1', suspended) : resolved,
       dialRetry: rt.link ? run.opts.dialRetry : undefined,
       // a run outside a window, or one the window outlives, asks again before every new connection (ETRN's held mail: the customer's line is up)

@@ -30,11 +30,11 @@ class CountingStore extends FsStore {
   }
 }
 
-async function rig(hop: string) {
+async function rig(hop: string, groups: Array<{ name: string; runners: number; match: string[] }> = []) {
   const dir = await tempDir();
   const log = pino({ level: 'silent' });
   const store = new CountingStore(dir);
-  const queue = new Queue(store, { groups: [], log });
+  const queue = new Queue(store, { groups: configSchema.parse({ hostname: 'x.example', spool: dir, queue: { groups } }).queue.groups, log });
   await queue.init();
   await queue.recover(Date.now());
   const newId = createIdGenerator();
@@ -45,7 +45,7 @@ async function rig(hop: string) {
     await queue.commit(w, 20, { sender: 'a@isp.example', recipients: [{ address: to }], bodyType: '7BIT', smtputf8: false, dsn: {}, client: { via: 'smtp', ip: '127.0.0.1' } });
     return id;
   };
-  const config = configSchema.parse({ hostname: 'isp.test.example', spool: dir, smartHost: [hop], queue: { minQueueAge: '10m' } });
+  const config = configSchema.parse({ hostname: 'isp.test.example', spool: dir, smartHost: [hop], queue: { minQueueAge: '10m', groups } });
   const customers = new Map([['CustDoms', new Set(['cust1.dom', 'cust2.dom'])]]);
   const table = buildRouteTable(config, [{ key: 'cust1.dom', mailer: 'qsmtp', hosts: hop, line: 1 }, { key: 'cust2.dom', mailer: 'qsmtp', hosts: hop, line: 2 }], customers);
   const deliverer = new Deliverer({
@@ -105,5 +105,23 @@ test('a next hop that answered on no address is suspended until its retry time; 
     assert.equal(again?.env.attempts, 2);
   } finally {
     await r.done();
+  }
+});
+
+test('a queue group\'s own run uses its runners as connections per next hop (sendmail\'s parallel queue runners)', async () => {
+  for (const runners of [1, 2]) {
+    const sink = await startSink();
+    const r = await rig(`[127.0.0.1]:${sink.port}`, [{ name: 'bulkq', runners, match: ['far.example'] }]);
+    try {
+      await Promise.all(Array.from({ length: 40 }, (_, i) => r.commit(`v${i}@far.example`)));
+      const s = await withTimeout(r.runner.run({ trigger: { kind: 'interval' }, group: 'bulkq' }), 20_000, 'the group run');
+      assert.equal(s.delivered, 40);
+      assert.equal(sink.messages.length, 40);
+      assert.equal(s.connections, runners, `runners ${runners}: that many connections`);
+      assert.ok(sink.maxConcurrent <= runners);
+    } finally {
+      await r.done();
+      await sink.close();
+    }
   }
 });
