@@ -14,7 +14,6 @@ import type { ControlDispatch } from './server.js';
 import { COMMANDS, countByGroup, isCommandName, needsAdmin, type ArgsOf, type CommandName, type EventOf, type ReplyOf } from './commands.js';
 import { credentialUid, PermissionError } from './credentials.js';
 import { ADMIN_GROUP, mayAdminister } from './users.js';
-import type { Queue } from '../queue/queue.js';
 import { summarize } from '../queue/summary.js';
 import { listingOf, mailqPieces, type Listed } from '../queue/listing.js';
 import type { Selection } from '../queue/select.js';
@@ -24,11 +23,12 @@ import type { LinkOwner } from '../link/link-owner.js';
 import type { EtrnResult } from '../etrn/etrn-client.js';
 import type { Submissions } from '../intake/submissions.js';
 import type { Status } from '../observability/status.js';
+import type { QueueAdmin, QueueRead } from '../queue/roles.js';
 
 export interface HandlerDeps {
   config: () => Config;
   log: Logger;
-  queue: Queue;
+  queue: QueueAdmin;
   runner: QueueRunner;
   windows: Windows;
   link: LinkOwner;
@@ -48,7 +48,7 @@ export type ControlHandlers = {
 };
 
 /** The listing the queue keeps in memory (no file read); right after a start, the sweep's own listing is awaited. */
-async function listed(queue: Queue, sel: Selection): Promise<readonly Listed[]> {
+async function listed(queue: QueueRead, sel: Selection): Promise<readonly Listed[]> {
   return ((await queue.listingReady) && queue.listed(sel)) || (await queue.list(sel)).map((l) => listingOf(l.env, l.place.state));
 }
 

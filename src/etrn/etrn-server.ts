@@ -12,11 +12,11 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { NetworkList } from '../config/cidr.js';
 import { isHostname } from '../config/cidr.js';
-import type { Queue } from '../queue/queue.js';
 import type { QueueRunner } from '../scheduler/queue-runner.js';
 import { domainOf } from '../intake/address.js';
 import { classEntry, matchesClass } from '../config/classic-files.js';
 import { countQueued } from '../queue/count.js';
+import type { QueueRead } from '../queue/roles.js';
 
 export type EtrnTarget =
   | { kind: 'domain'; domain: string; subdomains: boolean }
@@ -59,7 +59,7 @@ export interface EtrnServerDeps {
   config: () => Config;
   /** Domains of the hold classes (the default of etrnServer.domains). */
   holdDomains: () => ReadonlySet<string>;
-  queue: Queue;
+  queue: QueueRead;
   runner: QueueRunner;
   log: Logger;
   now: () => number;

@@ -18,14 +18,15 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Envelope } from '../queue/envelope.js';
-import type { MessageDraft, Queue } from '../queue/queue.js';
+import type { MessageDraft, MessageWriter } from '../queue/queue.js';
+import type { QueueSubmit } from '../queue/roles.js';
 import type { QueueId } from '../queue/queue-id.js';
 import { precedenceClass } from '../queue/priority.js';
 import { receivedHeader, type ReceivedFacts } from './received.js';
 
 /** The queue's part that takes new messages (its API stays `begin` / `commit`). */
-export type QueueIntake = Pick<Queue, 'begin' | 'commit'>;
-export type MessageWriter = Awaited<ReturnType<Queue['begin']>>;
+export type QueueIntake = QueueSubmit;
+export type { MessageWriter };
 export type DeliveryWish = Config['deliveryMode'];
 
 /** Pure: the Precedence field's value in a header section (latin1 text or bytes; only the header is looked at). */

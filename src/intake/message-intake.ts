@@ -17,7 +17,8 @@ import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { MailError } from '../errors.js';
-import type { Queue } from '../queue/queue.js';
+import type { MessageWriter } from '../queue/queue.js';
+import type { QueueSubmit } from '../queue/roles.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueId } from '../queue/queue-id.js';
 import { precedenceClass } from '../queue/priority.js';
@@ -30,7 +31,7 @@ import { insufficientStorage, isNoSpace } from './disk-policy.js';
 
 export interface MessageIntakeDeps {
   config: Config;
-  queue: Queue;
+  queue: QueueSubmit;
   log: Logger;
   newId: () => QueueId;
   now: () => number;
@@ -87,7 +88,7 @@ function traceOf(session: SMTPServerSession, deps: MessageIntakeDeps, id: QueueI
 /** What the stream left: the bytes not yet written, the first block, and the writer (null when refused early). */
 interface Received {
   id: QueueId;
-  writer: Awaited<ReturnType<Queue['begin']>>;
+  writer: MessageWriter;
   written: number;
   first: FirstBlock | null;
   scanner: BodyScanner;
@@ -127,7 +128,7 @@ export async function receiveMessage(stream: SMTPServerDataStream, session: SMTP
   const scanner = new BodyScanner();
   const { trace, protocol } = traceOf(session, deps, id);
   const admission = deps.admitMessage?.(0);
-  let writer: Awaited<ReturnType<Queue['begin']>> | null = null;
+  let writer: MessageWriter | null = null;
   let failure: unknown = admission ?? null;
   // the first block is held until it holds the header section (or is BUFFER_LIMIT long):
   // Precedence is read from it and missing Date / Message-ID are added to it

@@ -44,7 +44,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { NetworkList, parseHostPort } from '../config/cidr.js';
 import { MailError, smtpReply } from '../errors.js';
-import type { Queue } from '../queue/queue.js';
+import type { QueueSubmit } from '../queue/roles.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueId } from '../queue/queue-id.js';
 import type { Rcpt } from './recipient-expansion.js';
@@ -61,7 +61,7 @@ export interface IntakeDeps {
   config: Config;
   /** localDomains plus the hold classes' domains. */
   openDomains: ReadonlySet<string>;
-  queue: Queue;
+  queue: QueueSubmit;
   log: Logger;
   newId: () => QueueId;
   now: () => number;

@@ -7,7 +7,6 @@
  * the daemon passes `recentWindows`. Read only.
  */
 import type { Config } from '../config/schema.js';
-import type { Queue } from '../queue/queue.js';
 import { route as routeOf, type RouteTable } from '../routing/route.js';
 import { domainOf } from '../intake/address.js';
 import { loadThresholds, readLoadAverage, refusesConnections, type LoadThresholds } from '../intake/load-policy.js';
@@ -18,6 +17,7 @@ import type { ResolverCounters } from '../dns/caching-resolver.js';
 import { gaugeFamilies, type Metrics } from './metrics.js';
 import type { RecentProblems } from './logger.js';
 import type { WindowRecord } from '../link/window-history.js';
+import type { QueueRead } from '../queue/roles.js';
 
 /** How many of the recent windows `status` shows. */
 export const STATUS_WINDOWS = 5;
@@ -25,7 +25,7 @@ export const STATUS_WINDOWS = 5;
 export interface StatusDeps {
   config: () => Config;
   table: () => RouteTable;
-  queue: Queue;
+  queue: QueueRead;
   metrics: Metrics;
   problems: RecentProblems;
   /** The link's owner: its state, and dials / hangups since start. */

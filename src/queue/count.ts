@@ -3,9 +3,9 @@
  * ODMR's 453): from the index's domains once it is complete (work in
  * proportion to those domains' mail), else read from the queue.
  */
-import type { Queue } from './queue.js';
+import type { QueueRead } from './roles.js';
 
-export async function countQueued(queue: Queue, inDomain: (domain: string) => boolean, wanted: (address: string, group: string) => boolean): Promise<number> {
+export async function countQueued(queue: Pick<QueueRead, 'index' | 'walk'>, inDomain: (domain: string) => boolean, wanted: (address: string, group: string) => boolean): Promise<number> {
   let n = 0;
   if (queue.index.complete) {
     for (const id of queue.index.queuedFor(inDomain)) {

@@ -6,13 +6,13 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Envelope } from '../queue/envelope.js';
-import type { Queue } from '../queue/queue.js';
 import type { QueueId } from '../queue/queue-id.js';
 import type { Selection } from '../queue/select.js';
 import type { RouteTable } from '../routing/route.js';
 import type { Trigger } from '../routing/may-attempt.js';
 import type { Notice, NoticeKind } from './apply-results.js';
 import type { Deliverer } from '../delivery/deliverer.js';
+import type { QueueDeliver } from '../queue/roles.js';
 
 export type RunEvent =
   | { type: 'result'; qid: string; to: string; code: number; text: string; outcome: string; relay?: string }
@@ -62,7 +62,7 @@ export interface RunSummary {
 }
 
 export interface RunnerDeps {
-  queue: Queue;
+  queue: QueueDeliver;
   deliverer: Deliverer;
   config: () => Config;
   table: () => RouteTable;
