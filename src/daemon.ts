@@ -176,7 +176,7 @@ async function buildSchedule(c: Core, i: Intake) {
   });
   const handlers = controlHandlers({
     config: () => live.config, log, queue, runner, windows, link, submissions: i.submissions, status, standalone: c.standalone,
-    etrn: (relays, domains) => etrn.send(relays, domains), reload: (why) => live.reload(why), aliasCount: () => live.aliases.size,
+    etrn: (relays, domains, odmr) => etrn.send(relays, domains, odmr), reload: (why) => live.reload(why), aliasCount: () => live.aliases.size,
   });
   return { windows, triggers, recorder, status, handlers };
 }

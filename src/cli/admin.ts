@@ -111,23 +111,27 @@ export async function runLink(config: Config, argv: string[]): Promise<number> {
 }
 
 /**
- * `etrn [--relay HOST[:PORT]] DOMAIN...`: 0 when every reply is 2xx; 69 for
- * 459 (node not allowed: RFC 1985, asking again will not help) and 5xx; 75
- * for 458 and other 4xx or no answer. A temporary answer for one domain
- * wins over a permanent one for another: running again is worth it.
+ * `etrn [--odmr] [--relay HOST[:PORT]] DOMAIN...`: 0 when every reply is
+ * 2xx; 69 for 459 (node not allowed: RFC 1985, asking again will not help)
+ * and 5xx; 75 for 458 and other 4xx (ODMR's 450 and 453 too) or no answer.
+ * A temporary answer for one domain wins over a permanent one for another:
+ * running again is worth it. `--odmr` pulls by ODMR (RFC 2645: ATRN, the
+ * mail comes down the same connection) whatever etrn.mode says.
  */
 export async function runEtrn(config: Config, argv: string[]): Promise<number> {
   let relay: string | undefined;
+  let odmr: true | undefined;
   const domains: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--relay') {
       relay = argv[++i];
       if (relay === undefined) throw new UsageError('etrn: --relay needs HOST[:PORT]');
-    } else if (argv[i].startsWith('-')) throw new UsageError(`etrn: unknown option ${argv[i]}`);
+    } else if (argv[i] === '--odmr') odmr = true;
+    else if (argv[i].startsWith('-')) throw new UsageError(`etrn: unknown option ${argv[i]}`);
     else domains.push(argv[i]);
   }
   if (relay && !/^\[/.test(relay)) relay = `[${relay.replace(/:(\d+)$/, '')}]${/:(\d+)$/.exec(relay)?.[0] ?? ''}`;
-  const r = await controlRequest(config.spool, 'etrn', { relay, domains });
+  const r = await controlRequest(config.spool, 'etrn', { relay, domains, odmr });
   if (!r) throw new UsageError('etrn: no relay or no domains to ask for');
   process.stdout.write(formatEtrn(r));
   return etrnExitCode(r);

@@ -97,9 +97,12 @@ export async function runFlush(config: Config, argv: string[], _maps?: unknown, 
   return w.deferred > 0 || w.waiting > 0 ? EX.TEMPFAIL : EX.OK;
 }
 
+/** Pure: an ETRN result as the operator reads it; an ODMR pull (it has `odmr`) says ATRN and how many messages came down. */
 export function formatEtrn(r: EtrnResult): string {
-  const lines = r.replies.map((x) => `ETRN ${x.domain} to ${r.relay}: ${x.text}`);
-  if (!r.offersEtrn && !r.error) lines.push(`note: ${r.relay} does not offer ETRN in its EHLO reply`);
-  if (r.error) lines.push(`ETRN to ${r.relay} failed: ${r.error}`);
+  const verb = r.odmr ? 'ATRN' : 'ETRN';
+  const lines = r.replies.map((x) => `${verb} ${x.domain} to ${r.relay}: ${x.text}`);
+  if (!r.offersEtrn && !r.error) lines.push(`note: ${r.relay} does not offer ${verb} in its EHLO reply`);
+  if (r.error) lines.push(`${r.odmr ? 'ODMR' : 'ETRN'} to ${r.relay} failed: ${r.error}`);
+  if (r.odmr && r.replies.some((x) => x.code === 250)) lines.push(`received ${r.odmr.received} message${r.odmr.received === 1 ? '' : 's'} over ODMR from ${r.relay}`);
   return `${lines.join('\n')}\n`;
 }

@@ -21,7 +21,7 @@ const USAGE = `usage: quietlink [-c FILE] COMMAND [ARGS]
   flush [-qR|-qS|-qI STR] [-qG GROUP] [-v] [--wait] [--dry-run]   run the matching mail now
   route [--json] ADDRESS...  where each address goes (no DNS lookup; sendmail -bt)
   link up [--iface IF] | link down   tell the gateway about the link (PPP hooks)
-  etrn [--relay HOST[:PORT]] DOMAIN...   send ETRN now
+  etrn [--odmr] [--relay HOST[:PORT]] DOMAIN...   send ETRN now (--odmr: pull by ODMR, whatever etrn.mode says)
   status [--json]
   windows [--json] [--since DATE]   the flush-window history (DATE: 2026-12-01, 2026-12-01T08:00, 30m, 1h, 2d)
   check-config               validate the configuration and the files it names

@@ -54,6 +54,13 @@ function optionalString(raw: Args, key: string, cmd: string): string | undefined
   return v;
 }
 
+function optionalBoolean(raw: Args, key: string, cmd: string): boolean | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new UsageError(`${cmd}: ${key} must be true or false`);
+  return v;
+}
+
 function isSelector(s: unknown): s is Selector {
   const x = s as Selector;
   return typeof x === 'object' && x !== null && ['R', 'S', 'I', 'G'].includes(x.kind) && typeof x.value === 'string' && typeof x.negate === 'boolean';
@@ -76,6 +83,8 @@ const none = () => ({});
 export interface FlushArgs { selection: Selection; wait: boolean; verbose: boolean; dryRun: boolean }
 export type FlushReply = RunSummary | WindowRecord | { started: true };
 export type StatusReport = Awaited<ReturnType<Status['report']>>;
+/** `odmr: true` pulls by ODMR (RFC 2645) whatever etrn.mode says; absent or false, etrn.mode decides. */
+export interface EtrnArgs { relay?: string; domains: string[]; odmr?: boolean }
 export interface PickupReply { picked: string[]; queued: Record<string, QueueId[]>; refused: string[] }
 
 export const COMMANDS = {
@@ -87,10 +96,10 @@ export const COMMANDS = {
     if (raw.state !== 'up' && raw.state !== 'down') throw new UsageError('link: say up or down');
     return { state: raw.state, iface: optionalString(raw, 'iface', 'link') };
   }),
-  // ETRN to the configured relay is for everyone; to another relay, an administrator's
-  etrn: command<{ relay?: string; domains: string[] }, EtrnResult | null>((a) => (a.relay === undefined ? 'anyone' : 'admin'), (raw) => {
+  // ETRN to the configured relay is for everyone (by ODMR too); to another relay, an administrator's
+  etrn: command<EtrnArgs, EtrnResult | null>((a) => (a.relay === undefined ? 'anyone' : 'admin'), (raw) => {
     if (raw.domains !== undefined && !(Array.isArray(raw.domains) && raw.domains.every((d) => typeof d === 'string'))) throw new UsageError('etrn: domains must be a list of names');
-    return { relay: optionalString(raw, 'relay', 'etrn'), domains: (raw.domains as string[] | undefined) ?? [] };
+    return { relay: optionalString(raw, 'relay', 'etrn'), domains: (raw.domains as string[] | undefined) ?? [], odmr: optionalBoolean(raw, 'odmr', 'etrn') };
   }),
   pickup: command<{ name?: string; deliveryMode?: DeliveryWish }, PickupReply>('anyone', (raw) => ({
     name: optionalString(raw, 'name', 'pickup'), deliveryMode: WISHES.find((m) => m === raw.deliveryMode),

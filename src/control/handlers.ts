@@ -34,7 +34,8 @@ export interface HandlerDeps {
   link: LinkOwner;
   submissions: Submissions;
   status: Status;
-  etrn: (relays: readonly string[], domains: readonly string[]) => Promise<EtrnResult | null>;
+  /** `odmr` true: an ODMR pull whatever etrn.mode says; undefined: etrn.mode decides. */
+  etrn: (relays: readonly string[], domains: readonly string[], odmr?: true) => Promise<EtrnResult | null>;
   /** Re-reads the configuration and the classic files: the problems, or null when it took. */
   reload: (reason: string) => Promise<ConfigProblem[] | null>;
   aliasCount: () => number;
@@ -72,7 +73,7 @@ export function controlHandlers(d: HandlerDeps): ControlHandlers {
       const relay = args.relay !== undefined ? [args.relay] : c.etrn.relay;
       if (!relay.length) throw new UsageError('etrn: no relay (set etrn.relay or give --relay HOST[:PORT])');
       if (!domains.length) throw new UsageError('etrn: no domains (set etrn.domains or name them)');
-      return d.etrn(relay, domains);
+      return d.etrn(relay, domains, args.odmr ? true : undefined);
     },
     pickup: async ({ name, deliveryMode }) => {
       const result = await d.submissions.take(name, deliveryMode);

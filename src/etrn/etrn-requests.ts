@@ -1,8 +1,10 @@
 /**
  * etrn/etrn-requests.ts — the gateway's ETRN client step (RFC 1985): ETRN
  * for etrn.domains to etrn.relay (a window's, or the operator's `quietlink
- * etrn [--relay HOST] DOMAIN...`), counted and logged once here. The
- * exchange itself is etrn-client.ts; failures are in the result, never thrown.
+ * etrn [--odmr] [--relay HOST] DOMAIN...`), counted and logged once here;
+ * an ODMR pull (odmr/client.ts) instead when etrn.mode is odmr or the
+ * operator said --odmr. The exchange itself is etrn-client.ts; failures are
+ * in the result, never thrown.
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -22,7 +24,11 @@ export interface EtrnRequestDeps {
 export class EtrnRequests {
   constructor(private readonly d: EtrnRequestDeps) {}
 
-  /** ETRN for the given domains (default etrn.domains) to the given relays (default etrn.relay); null when there is nothing to ask. */
+  /**
+   * ETRN for the given domains (default etrn.domains) to the given relays
+   * (default etrn.relay); null when there is nothing to ask. `odmr` true
+   * pulls by ODMR whatever etrn.mode says (`quietlink etrn --odmr`).
+   */
   async send(relays?: readonly string[], domains?: readonly string[], odmr?: boolean): Promise<EtrnResult | null> {
     const c = this.d.config();
     const pull = (odmr ?? c.etrn.mode === 'odmr') ? this.d.pullByOdmr : undefined;

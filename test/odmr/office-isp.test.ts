@@ -7,15 +7,16 @@
  * held mail comes down that connection, lands at the office's LAN sink;
  * the ISP's queue is empty; the window records the inbound messages and
  * does not linger. `quietlink etrn` (etrn.mode odmr) does the same by hand (453 when
- * nothing waits).
+ * nothing waits). `quietlink etrn --odmr` pulls by ODMR for an office whose
+ * etrn.mode is etrn.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, runCli, startDaemon, tempDir, writeConfig } from '../helpers/daemon.js';
+import { ROOT, runCli, startDaemon, tempDir, writeConfig, type Daemon } from '../helpers/daemon.js';
 import { RawSmtp } from '../helpers/smtp-client.js';
-import { closedPort, startSink } from '../helpers/sink.js';
+import { closedPort, startSink, type Sink } from '../helpers/sink.js';
 
 const FIX = path.join(ROOT, 'test', 'fixtures');
 
@@ -34,7 +35,16 @@ async function fromOutside(port: number, to: string, subject: string): Promise<v
   }
 }
 
-test('office behind NAT: the window\'s ODMR session pulls the held cust1.dom mail down its own connection to the LAN sink; the ISP queue is empty', { timeout: 120_000 }, async () => {
+interface Pair {
+  lan: Sink;
+  isp: Daemon;
+  office: Daemon;
+  ispConfig: string;
+  officeConfig: string;
+}
+
+/** The ISP (holding cust1.dom, no route to the office) and the office (etrn.mode as given), both running. */
+async function officeAndIsp(mode: 'etrn' | 'odmr', body: (p: Pair) => Promise<void>): Promise<void> {
   // the LAN sink on another loopback address: the authinfo entry for the relay (127.0.0.1) is not for it
   const lan = await startSink({ host: '127.0.0.3' });
   const odmrPort = await closedPort();
@@ -56,12 +66,23 @@ test('office behind NAT: the window\'s ODMR session pulls the held cust1.dom mai
     smtp: { mynetworks: ['127.0.0.9/32'], localDomains: ['cust1.dom'] },
     routes: [{ domain: 'cust1.dom', relay: `[127.0.0.3]:${lan.port}`, link: false }],
     authinfo: 'authinfo',
-    etrn: { relay: `[127.0.0.1]:${odmrPort}`, domains: ['cust1.dom'], mode: 'odmr' },
+    etrn: { relay: `[127.0.0.1]:${odmrPort}`, domains: ['cust1.dom'], mode },
     link: { mode: 'managed', linger: '30s' },
   });
   const isp = await startDaemon(ispConfig);
   const office = await startDaemon(officeConfig);
   try {
+    await body({ lan, isp, office, ispConfig, officeConfig });
+  } finally {
+    await office.stop();
+    await isp.stop();
+    await lan.close();
+    for (const dir of [ispDir, officeDir]) await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('office behind NAT: the window\'s ODMR session pulls the held cust1.dom mail down its own connection to the LAN sink; the ISP queue is empty', { timeout: 120_000 }, async () => {
+  await officeAndIsp('odmr', async ({ lan, isp, office, ispConfig, officeConfig }) => {
     await fromOutside(isp.port, 'boss@cust1.dom', 'odmr for cust1 A');
     await fromOutside(isp.port, 'staff@cust1.dom', 'odmr for cust1 B');
     assert.equal((await runCli(['link', 'up', '--iface', 'ppp0', '-c', officeConfig])).code, 0);
@@ -82,10 +103,28 @@ test('office behind NAT: the window\'s ODMR session pulls the held cust1.dom mai
     // by hand (etrn.mode odmr), nothing waiting now: 453
     const again = await runCli(['etrn', '-c', officeConfig, 'cust1.dom']);
     assert.match(again.stdout + again.stderr, /453 You have no mail/);
-  } finally {
-    await office.stop();
-    await isp.stop();
-    await lan.close();
-    for (const dir of [ispDir, officeDir]) await fs.rm(dir, { recursive: true, force: true });
-  }
+  });
+});
+
+test('quietlink etrn --odmr cust1.dom pulls by ODMR for an office whose etrn.mode is etrn: the held mail reaches the LAN sink, exit 0; nothing left: 453, exit 75', { timeout: 120_000 }, async () => {
+  await officeAndIsp('etrn', async ({ lan, isp, office, ispConfig, officeConfig }) => {
+    await fromOutside(isp.port, 'boss@cust1.dom', 'etrn --odmr for cust1');
+    const r = await runCli(['etrn', '--odmr', '-c', officeConfig, 'cust1.dom']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ATRN cust1\.dom to 127\.0\.0\.1 \[127\.0\.0\.1\]:\d+: 250 /m);
+    assert.match(r.stdout, /^received 1 message over ODMR from 127\.0\.0\.1 \[127\.0\.0\.1\]:\d+$/m);
+    assert.doesNotMatch(r.stdout, /ETRN/);
+    await lan.waitMessages(1, 30_000);
+    assert.deepEqual(lan.messages.flatMap((m) => m.to), ['boss@cust1.dom']);
+    assert.match(lan.messages[0].body, /Subject: etrn --odmr for cust1/);
+    assert.equal(JSON.parse((await runCli(['mailq', '-c', ispConfig, '--json'])).stdout).total, 0, "the ISP's queue is empty");
+    assert.ok(office.logs.some((l) => l.msg === 'odmr: session done' && l.received === 1), 'the office pulled by ODMR');
+    const status = JSON.parse((await runCli(['status', '-c', officeConfig, '--json'])).stdout);
+    assert.equal(status.counters.odmrMade, 1);
+    assert.equal(status.counters.odmrReceived, 1);
+    // again, nothing waiting: the ISP's 453, a temporary answer (75)
+    const again = await runCli(['etrn', '--odmr', '-c', officeConfig, 'cust1.dom']);
+    assert.equal(again.code, 75, again.stdout + again.stderr);
+    assert.match(again.stdout, /^ATRN cust1\.dom to .*: 453 You have no mail$/m);
+  });
 });
