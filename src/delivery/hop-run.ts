@@ -35,6 +35,7 @@ export interface Job {
 }
 
 export interface HopOptions {
+  /** At most this many sessions at once; read again before each new one (it may change during the run). */
   connections: number;
   /** DialDelay (link routes in a window): after a connection no host answered, true when it is worth one more try. */
   dialRetry?: (what: string) => Promise<boolean>;
@@ -46,6 +47,8 @@ export interface HopOptions {
   acquire: () => Promise<() => void>;
   onResult: (job: Job, results: AttemptResult[]) => Promise<void>;
   onEvent?: (e: SessionEvent & { qid?: string }) => void;
+  /** Each connection attempt's outcome, with the sessions then open to the hop (concurrency feedback). */
+  onConnect?: (ok: boolean, alive: number) => void;
 }
 
 /** How long an idle connection waits for the run to bring more mail before it quits (ms). */
@@ -250,9 +253,11 @@ export class HopRun {
       conn.session = session;
       this.opened++;
       this.alive++;
+      this.opts.onConnect?.(true, this.alive);
       this.hop.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: this.pending.length, chunking: session.streams }, 'connected');
       return session;
     } catch (err) {
+      this.opts.onConnect?.(false, this.alive);
       if (this.alive > 0) {
         // other connections to this hop work (the host may limit connections):
         // hand the job back and let them carry it

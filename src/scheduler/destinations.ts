@@ -1,16 +1,24 @@
 /**
  * scheduler/destinations.ts — what the runner remembers about each next hop
- * across runs (Postfix's qmgr idea): its connection slots, shared by every
- * run at once (an intake run, a window, an ETRN flush), and whether it is
- * dead — a hop that answered on no address, with nothing delivered, is
- * remembered as such until its retry time, so later runs defer its mail at
- * once instead of each waiting out the connect timeouts again (Postfix's
- * "delivery temporarily suspended"). Owns that state; the decisions are pure.
+ * across runs (Postfix's qmgr idea):
+ *   - its concurrency: how many connections it may have at once, across all
+ *     runs (an intake run, a window, an ETRN flush). It starts at
+ *     DESTINATION_CONNECTIONS and grows by one with each connection the hop
+ *     accepts, up to DESTINATION_MAX (Postfix's initial 5 and limit 20); a
+ *     connection refused while others are open sets it to those that are
+ *     (the host limits its clients), one refused with none open halves it;
+ *   - whether it is dead: a hop that answered on no address, with nothing
+ *     delivered, is remembered until its retry time, so later runs defer
+ *     its mail at once instead of each waiting out the connect timeouts
+ *     again (Postfix's "delivery temporarily suspended").
+ * Owns that state; the decisions are the pure functions below.
  */
 import { Slots } from './slots.js';
 
-/** Connections per next hop, across all runs at once. */
+/** A next hop's concurrency at first (connections at once, across all runs). */
 export const DESTINATION_CONNECTIONS = 4;
+/** …and at most, however well it answers. */
+export const DESTINATION_MAX = 20;
 
 /** How long a dead hop is remembered at least (ms), when queue.minQueueAge is shorter. */
 const DEAD_MIN = 60_000;
@@ -26,8 +34,21 @@ export function isDead(o: HopOutcome): boolean {
   return o.attempted > 0 && o.connections === 0 && o.delivered === 0;
 }
 
+/** The concurrency after a connection attempt (pure). */
+export function nextConcurrency(limit: number, ok: boolean, alive: number): number {
+  if (ok) return Math.min(DESTINATION_MAX, Math.max(limit, alive + 1));
+  if (alive > 0) return Math.max(1, alive);
+  return Math.max(1, Math.floor(limit / 2));
+}
+
+interface Hop {
+  limit: number;
+  inUse: number;
+  waiting: Array<() => void>;
+}
+
 export class Destinations {
-  private readonly slots = new Map<string, Slots>();
+  private readonly hops = new Map<string, Hop>();
   private readonly dead = new Map<string, { until: number; why: string }>();
   private readonly all: Slots;
 
@@ -35,16 +56,44 @@ export class Destinations {
     this.all = new Slots(maxChildren);
   }
 
+  private hop(key: string): Hop {
+    let h = this.hops.get(key);
+    if (!h) this.hops.set(key, (h = { limit: DESTINATION_CONNECTIONS, inUse: 0, waiting: [] }));
+    return h;
+  }
+
+  /** The hop's concurrency now. */
+  limit(key: string): number {
+    return this.hops.get(key)?.limit ?? DESTINATION_CONNECTIONS;
+  }
+
+  /** A connection attempt's outcome: the concurrency follows it (nextConcurrency). */
+  feedback(key: string, ok: boolean, alive: number): void {
+    const h = this.hop(key);
+    h.limit = nextConcurrency(h.limit, ok, alive);
+    this.wake(h);
+  }
+
+  private wake(h: Hop): void {
+    while (h.waiting.length && h.inUse < h.limit) {
+      h.inUse++;
+      h.waiting.shift()!();
+    }
+  }
+
   /** A connection slot for the hop, then one of the global ones (always in that order: no deadlock). */
   async acquire(key: string): Promise<() => void> {
-    let hop = this.slots.get(key);
-    if (!hop) this.slots.set(key, (hop = new Slots(DESTINATION_CONNECTIONS)));
-    const releaseHop = await hop.acquire();
+    const h = this.hop(key);
+    if (h.inUse < h.limit) h.inUse++;
+    else await new Promise<void>((resolve) => h.waiting.push(resolve));
     const releaseAll = await this.all.acquire();
+    let released = false;
     return () => {
+      if (released) return;
+      released = true;
       releaseAll();
-      releaseHop();
-      if (hop!.isIdle && this.slots.get(key) === hop) this.slots.delete(key);
+      h.inUse--;
+      this.wake(h);
     };
   }
 

@@ -31,10 +31,9 @@ import type { Target } from '../delivery/resolver.js';
 import type { SessionEvent } from '../delivery/smtp-session.js';
 import { JobQueue } from './job-queue.js';
 import { candidatesFromIndex, type Candidate } from './candidates.js';
-import { Destinations, DESTINATION_CONNECTIONS } from './destinations.js';
+import { Destinations } from './destinations.js';
 import { MailError } from '../errors.js';
 
-export { DESTINATION_CONNECTIONS } from './destinations.js';
 const CHUNK = 1000;
 
 export type { RunEvent, RunOptions, RunSummary, RunnerDeps } from './run-types.js';
@@ -315,14 +314,20 @@ export class QueueRunner {
     const explicit = run.opts.trigger.kind === 'flush' || run.opts.trigger.kind === 'etrn';
     const suspended = resolved instanceof Error || explicit ? null : this.destinations.suspended(key);
     const outcome = { connections: 0, delivered: 0, attempted: 0 };
+    const destinations = this.destinations;
+    const runners = run.opts.group ? this.groupRunners(run.opts.group) : 0;
     const done = this.deps.deliverer.deliverHop(rt, jobs, {
-      // a queue group's own run: its runners (sendmail's parallel queue runners) are its connections per next hop
-      connections: run.opts.group ? Math.min(DESTINATION_CONNECTIONS, Math.max(1, this.groupRunners(run.opts.group))) : DESTINATION_CONNECTIONS,
+      // the hop's concurrency as it stands (it grows while the hop answers); a queue group's own run: at most its runners
+      get connections() {
+        const limit = destinations.limit(key);
+        return run.opts.group ? Math.min(limit, Math.max(1, runners)) : limit;
+      },
       resolved: suspended ? new MailError(451, '4.4.1', suspended) : resolved,
       dialRetry: rt.link ? run.opts.dialRetry : undefined,
       // a run outside a window, or one the window outlives, asks again before every new connection (ETRN's held mail: the customer's line is up)
       mayConnect: rt.link && !rt.holdUntilEtrn ? () => this.deps.linkAvailable(run.opts.trigger) : undefined,
       acquire: () => this.destinations.acquire(key),
+      onConnect: (ok, alive) => this.destinations.feedback(key, ok, alive),
       onResult: (job, res) => {
         open.delete(job);
         for (const r of res) if (!r.waitsForLink) (outcome.attempted++, outcomeOf(r.code) === 'delivered' && outcome.delivered++);

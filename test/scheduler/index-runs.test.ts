@@ -18,6 +18,7 @@ import { configSchema } from '../../src/config/schema.js';
 import { buildRouteTable } from '../../src/routing/route.js';
 import { Deliverer } from '../../src/delivery/deliverer.js';
 import { QueueRunner } from '../../src/scheduler/queue-runner.js';
+import { DESTINATION_CONNECTIONS, DESTINATION_MAX, nextConcurrency } from '../../src/scheduler/destinations.js';
 import { startSink } from '../helpers/sink.js';
 import { tempDir, withTimeout } from '../helpers/daemon.js';
 
@@ -123,5 +124,29 @@ test('a queue group\'s own run uses its runners as connections per next hop (sen
       await r.done();
       await sink.close();
     }
+  }
+});
+
+test('a next hop\'s concurrency grows while it answers, and learns the limit of one that refuses more', () => {
+  assert.equal(nextConcurrency(4, true, 4), 5, 'a connection accepted with 4 open: one more');
+  assert.equal(nextConcurrency(20, true, 20), 20, 'never over DESTINATION_MAX');
+  assert.equal(nextConcurrency(9, false, 3), 3, 'refused with 3 open: the host takes 3');
+  assert.equal(nextConcurrency(8, false, 0), 4, 'refused with none open: halved');
+  assert.equal(nextConcurrency(1, false, 0), 1);
+});
+
+test('a DATA-only next hop gets more than the first 4 connections when there is mail for them, and never more than it accepts', async () => {
+  const sink = await startSink();
+  const r = await rig(`[127.0.0.1]:${sink.port}`);
+  try {
+    await Promise.all(Array.from({ length: 120 }, (_, i) => r.commit(`v${i}@far.example`)));
+    const s = await withTimeout(r.runner.run({ trigger: { kind: 'interval' } }), 30_000, 'the run');
+    assert.equal(s.delivered, 120);
+    assert.equal(sink.messages.length, 120);
+    assert.ok(s.connections > DESTINATION_CONNECTIONS, `${s.connections} connections`);
+    assert.ok(sink.maxConcurrent <= DESTINATION_MAX);
+  } finally {
+    await r.done();
+    await sink.close();
   }
 });
