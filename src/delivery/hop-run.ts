@@ -55,14 +55,16 @@ export interface HopOptions {
 export const LINGER = 2000;
 /**
  * Messages waiting per open connection before another connection is opened
- * (a handful of messages go down one connection). Over BDAT one connection
- * fills a line; over DATA each message costs a round trip on its connection,
- * so a DATA-only hop on a long line wants more: bench/wan, 100 messages of
- * 2 KB on a 600 ms line to a DATA-only hop, in a copy with the
- * per-destination limit (scheduler/queue-runner.ts) at 20: HANDFUL 8 opened
- * 12 connections, 1.84x the limit; 4 opened 16 (queue.maxQueueChildren caps
- * it), 1.61x; 32 connections (both limits 32, HANDFUL 2) 1.27x. With the
- * limit at 4 the handful changes nothing for a window of 100.
+ * (a handful of messages go down one connection), up to the hop's
+ * concurrency (scheduler/destinations.ts: 4 at first, one more with each
+ * connection it accepts, at most 20; queue.maxQueueChildren in all). Over
+ * BDAT one connection fills a line; over DATA each message costs a round
+ * trip on its connection, so a DATA-only hop on a long line wants more:
+ * bench/wan, 100 messages of 2 KB on a 600 ms line to a DATA-only hop: 4
+ * connections 3.66x the limit; with the growing concurrency 10, 2.19x; in a
+ * copy with 32 connections (HANDFUL 2, both limits 32) 1.27x. A smaller
+ * handful chosen by the measured set-up time was tried and dropped: on a
+ * busy machine a LAN hop looked like a long line.
  */
 export const HANDFUL = 8;
 
@@ -137,7 +139,7 @@ export class HopRun {
     for (let job = await source.next(); job; job = await source.next()) {
       this.pending.push(job);
       this.signal();
-      if (needsAnotherWorker(this.workers.size, this.opts.connections, this.pending.length)) this.startWorker();
+      this.addWorkers();
       // hold the walk back: never more than a handful of jobs per connection waiting here
       while (isWalkHeldBack(this.pending.length, this.opts.connections, this.workers.size)) await Promise.race([...this.workers, this.waitForJob(LINGER)]);
     }
@@ -151,6 +153,11 @@ export class HopRun {
     await Promise.all(this.workers);
     while (this.recording.size) await Promise.all([...this.recording]);
     return { connections: this.opened, firstPacket: this.firstPacket, lastPacket: this.lastPacket };
+  }
+
+  /** As many more workers as the waiting jobs want and the hop's limit (which may have grown) allows. */
+  private addWorkers(): void {
+    while (needsAnotherWorker(this.workers.size, this.opts.connections, this.pending.length)) this.startWorker();
   }
 
   private startWorker(): void {
@@ -254,6 +261,8 @@ export class HopRun {
       this.opened++;
       this.alive++;
       this.opts.onConnect?.(true, this.alive);
+      // the hop answered: its limit may have grown
+      this.addWorkers();
       this.hop.log.debug({ relay: `${session.target.name} [${session.target.ip}]:${session.target.port}`, pending: this.pending.length, chunking: session.streams }, 'connected');
       return session;
     } catch (err) {

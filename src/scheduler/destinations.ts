@@ -36,7 +36,7 @@ export function isDead(o: HopOutcome): boolean {
 
 /** The concurrency after a connection attempt (pure). */
 export function nextConcurrency(limit: number, ok: boolean, alive: number): number {
-  if (ok) return Math.min(DESTINATION_MAX, Math.max(limit, alive + 1));
+  if (ok) return Math.min(DESTINATION_MAX, limit + 1);
   if (alive > 0) return Math.max(1, alive);
   return Math.max(1, Math.floor(limit / 2));
 }
