@@ -64,7 +64,7 @@ export async function bridge(socket: Socket, leftover: Buffer, log: Logger): Pro
     if (inner) return void c.destroy();
     inner = c;
     server.close();
-    c.on('error', (err) => log.debug({ err: err.message }, 'odmr: bridge closed'));
+    c.on('error', (err) => log.debug({ err }, 'odmr: bridge closed'));
     c.on('close', close);
     socket.on('close', close);
     if (leftover.length) c.write(leftover);
@@ -72,7 +72,7 @@ export async function bridge(socket: Socket, leftover: Buffer, log: Logger): Pro
     socket.pipe(c);
     socket.resume();
   });
-  socket.on('error', (err) => log.info({ err: err.message }, 'odmr: customer connection failed'));
+  socket.on('error', (err) => log.info({ err }, 'odmr: customer connection failed'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());

@@ -101,7 +101,7 @@ export class OdmrSession {
       }
     } catch (err) {
       if (/line too long/.test((err as Error).message)) this.close(500, '5.5.2 Line too long');
-      this.deps.log.debug({ sid: this.s.sid, err: (err as Error).message }, 'odmr: connection ended');
+      this.deps.log.debug({ sid: this.s.sid, err }, 'odmr: connection ended');
     } finally {
       sock.setTimeout(0);
     }
@@ -168,7 +168,7 @@ export class OdmrSession {
     try {
       users = await this.deps.users();
     } catch (err) {
-      this.deps.log.error({ err: (err as Error).message, file: c.odmr.users }, 'odmr: cannot read the customers file');
+      this.deps.log.error({ err, file: c.odmr.users }, 'odmr: cannot read the customers file');
       return this.send(454, '4.7.0 Temporary authentication failure');
     }
     const find = (name: string) => users.find((u) => u.user === name);
