@@ -185,17 +185,19 @@ export class Queue {
     }
   }
 
-  /** Where the index says the message is, else every place. */
-  private placesOf(id: QueueId, groups: readonly string[]): Place[] {
-    const e = this.index.get(id)?.listed;
-    const known: Place[] = e ? [e.state === 'queued' ? { state: 'queued', group: e.group } : { state: e.state }] : [];
-    return [...known, ...this.places(groups)];
-  }
-
+  /** Where the index says the message is (one read), else every place. */
   async find(id: QueueId): Promise<Located | null> {
-    for (const place of this.placesOf(id, await this.store.groups())) {
+    const e = this.index.get(id)?.listed;
+    const known: Place | null = e ? (e.state === 'queued' ? { state: 'queued', group: e.group } : { state: e.state }) : null;
+    const at = async (place: Place) => {
       const env = await this.read(id, place);
-      if (env) return { env, place, version: this.locks.version(id) };
+      return env ? { env, place, version: this.locks.version(id) } : null;
+    };
+    const found = known && (await at(known));
+    if (found) return found;
+    for (const place of this.places(await this.store.groups())) {
+      const loc = await at(place);
+      if (loc) return loc;
     }
     return null;
   }
