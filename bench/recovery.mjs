@@ -15,6 +15,7 @@
 //      recovery_ready_s      spawn to the "ready" log line
 //      recovery_drain_s      "ready" to the N-th message at the sink
 //      recovery_msgs_per_s   N / recovery_drain_s
+//      recovery_total_msgs_per_s  N / (spawn to the N-th message: replay included)
 //      delivered_to_sink     messages the sink received (N: none lost)
 // Only 127.0.0.1 is used; every wait is bounded; the daemon is stopped by PID.
 import { spawn } from 'node:child_process';
@@ -47,7 +48,7 @@ function daemon() {
   const t0 = performance.now();
   const proc = spawn(process.execPath, [BIN, 'start', '-c', config], { stdio: ['ignore', 'pipe', 'inherit'] });
   const ready = new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('no "ready" within 60 s')), 60_000);
+    const t = setTimeout(() => reject(new Error('no "ready" within 60 s')), 60_000).unref();
     readline.createInterface({ input: proc.stdout }).on('line', (line) => {
       if (line.includes('"msg":"ready"')) {
         clearTimeout(t);
@@ -87,11 +88,12 @@ try {
   await new Promise((r) => sink.listen(sinkPort, '127.0.0.1', r));
   second = daemon();
   const ready = await second.ready;
-  const done = await Promise.race([allIn, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received} of ${N} delivered within 300 s`)), 300_000))]);
+  const done = await Promise.race([allIn, new Promise((_, reject) => setTimeout(() => reject(new Error(`only ${received} of ${N} delivered within 300 s`)), 300_000).unref())]);
   const drain = (done - ready) / 1000;
   console.log(`recovery_ready_s=${((ready - second.t0) / 1000).toFixed(3)}`);
   console.log(`recovery_drain_s=${drain.toFixed(3)}`);
   console.log(`recovery_msgs_per_s=${(N / drain).toFixed(1)}`);
+  console.log(`recovery_total_msgs_per_s=${(N / ((done - second.t0) / 1000)).toFixed(1)}`);
 } finally {
   console.log(`delivered_to_sink=${received}`);
   if (second) {

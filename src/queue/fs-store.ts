@@ -21,6 +21,9 @@ import { GroupSync, fsyncDir } from './group-sync.js';
 import { isQueueId, type QueueId } from './queue-id.js';
 import type { BodyWriter, NewMessage, Place, QueueStore } from './store.js';
 
+/** Messages of a batch written at once. */
+const PUT_CONCURRENCY = 8;
+
 /** Bodies up to this size are read synchronously (see readEnvelope). */
 const SYNC_READ_MAX = 256 * 1024;
 
@@ -94,7 +97,21 @@ export class FsStore implements QueueStore {
   async put(messages: readonly NewMessage[]): Promise<void> {
     const batch = messages.length > 1;
     const files: string[] = [];
-    for (const m of messages) files.push(...(await this.putOne(m, !batch)));
+    let next = 0;
+    let failure: unknown = null;
+    // a batch is written by PUT_CONCURRENCY workers; every one has stopped before put() settles
+    const worker = async () => {
+      while (next < messages.length && failure === null) {
+        const m = messages[next++];
+        try {
+          files.push(...(await this.putOne(m, !batch)));
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PUT_CONCURRENCY, messages.length) }, worker));
+    if (failure !== null) throw failure;
     if (batch) await this.makeDurable(files);
     else await Promise.all([...new Set(files.map((f) => path.dirname(f)))].map((d) => this.dirSync.sync(d)));
   }

@@ -109,6 +109,9 @@ export class JournaledStore implements QueueStore {
     if (!bytes || bytes.length > JOURNAL_MAX_BODY || m.envelopes.some((e) => e.place.state !== 'queued')) {
       return this.inner.put([{ id: m.id, body: spilled ?? bytes!, envelopes: m.envelopes }]);
     }
+    // backpressure: while twice the settle threshold waits in memory, new mail waits for the write-back
+    // (intake faster than the disk takes files must not grow the daemon without bound)
+    while (this.residentBytes >= 2 * this.settleBytes()) await this.settleAll();
     const records = Buffer.from(`[${m.envelopes.map((e) => e.bytes.toString()).join(',')}]`);
     const token = await this.journal.append({ envelopes: records, body: bytes });
     const entry: Resident = { envelopes: [...m.envelopes], body: bytes, token };
@@ -190,12 +193,16 @@ export class JournaledStore implements QueueStore {
       void this.settleAll().catch((err) => this.opts.log.error({ err }, 'cannot write queued messages to their files'));
     };
     // a steady trickle keeps refreshing the idle timer: settle at least every SETTLE_MAX_AGE
-    if (this.residentBytes >= (this.opts.settleBytes ?? 32 * 1024 * 1024) || now - this.residentSince >= SETTLE_MAX_AGE) return settleNow();
+    if (this.residentBytes >= this.settleBytes() || now - this.residentSince >= SETTLE_MAX_AGE) return settleNow();
     if (this.settleTimer) this.settleTimer.refresh();
     else {
       this.settleTimer = setTimeout(settleNow, this.opts.settleIdle ?? 250);
       this.settleTimer.unref();
     }
+  }
+
+  private settleBytes(): number {
+    return this.opts.settleBytes ?? 32 * 1024 * 1024;
   }
 
   private forget(entry: Resident): void {
