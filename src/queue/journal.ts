@@ -116,23 +116,41 @@ export class IntakeJournal {
     }
   }
 
-  /** Every intact record of the segments on disk (a previous run's, before open()). */
-  async *replay(): AsyncIterable<JournalRecord> {
+  /** Every intact record of the segments on disk (a previous run's, before open()), with the segment it is in. */
+  async *replay(): AsyncIterable<JournalRecord & { segment: string }> {
     for (const file of await this.existing()) {
       const { records } = decodeSegment(await fsp.readFile(file));
-      yield* records;
+      for (const r of records) yield { ...r, segment: file };
     }
   }
 
-  /** Removes the segments a previous run left (after replay made their files durable) and opens a new one. */
-  async open(): Promise<void> {
+  /**
+   * Opens a new segment. The segments a previous run left are removed, but
+   * for those holding records the caller keeps in memory (`adopted`: segment
+   * file → token for each such record, see settled()): they stay until
+   * every one of those records is settled.
+   */
+  async open(adopted: ReadonlyMap<string, number> = new Map()): Promise<Map<string, unknown>> {
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const old = await this.existing();
-    for (const f of old) await fsp.rm(f, { force: true });
-    if (old.length) await fsyncDir(this.dir);
+    const tokens = new Map<string, unknown>();
+    let removed = 0;
+    for (const f of old) {
+      const n = adopted.get(f) ?? 0;
+      if (n > 0) {
+        const seg: Segment = { seq: Number(path.basename(f).slice(0, 10)), file: f, fd: null, size: 1, unsettled: n, released: false };
+        this.sealed.push(seg);
+        tokens.set(f, seg);
+      } else {
+        await fsp.rm(f, { force: true });
+        removed++;
+      }
+    }
+    if (removed) await fsyncDir(this.dir);
     const last = old.length ? Number(path.basename(old[old.length - 1]).slice(0, 10)) : 0;
     this.nextSeq = last + 1;
     this.active = await this.newSegment(this.nextSeq++);
+    return tokens;
   }
 
   private async newSegment(seq: number): Promise<Segment> {

@@ -276,40 +276,64 @@ export class JournaledStore implements QueueStore {
     return null;
   }
 
-  /** The parts of one journal record that a crash left missing or damaged in the inner store. */
-  private async damaged(rec: { envelopes: Buffer; body: Buffer }, groups: readonly string[]): Promise<NewMessage[]> {
-    const out: NewMessage[] = [];
-    for (const e of JournaledStore.decodeRecord(rec.envelopes)) {
-      const found = await this.findInner(e.id, groups);
+  /**
+   * What to do with one journal record at start-up: a message none of whose
+   * envelopes has files is kept in memory again ('adopt': written back in
+   * the background, its segment kept until then); the parts a crash left
+   * damaged are rewritten now; a message whose files are whole needs nothing.
+   */
+  private async triage(rec: { envelopes: Buffer; body: Buffer }, groups: readonly string[]): Promise<{ adopt: Resident['envelopes'] } | { repairs: NewMessage[] }> {
+    const envelopes = JournaledStore.decodeRecord(rec.envelopes);
+    const found = await Promise.all(envelopes.map((e) => this.findInner(e.id, groups)));
+    if (found.every((f) => f === null)) return { adopt: envelopes };
+    const repairs: NewMessage[] = [];
+    for (const [i, e] of envelopes.entries()) {
+      const f = found[i];
       const body = await this.inner.readBody(e.id).catch(() => null);
-      if (found?.intact && body?.equals(rec.body)) continue;
-      out.push({ id: e.id, body: rec.body, envelopes: found?.intact ? [] : [{ ...e, place: found?.place ?? e.place }] });
+      if (f?.intact && body?.equals(rec.body)) continue;
+      // an envelope that exists and reads well may have moved on (held, updated): it is kept as it is
+      repairs.push({ id: e.id, body: rec.body, envelopes: f?.intact ? [] : [{ ...e, place: f?.place ?? e.place }] });
     }
-    return out;
+    return { repairs };
   }
 
   /**
-   * Start-up, before anything else touches the queue: rewrites every message
-   * of the journal whose files a crash left missing or damaged (the inner
-   * store's init made the rest durable), then opens the journal.
+   * Start-up, before anything else touches the queue: messages of the journal
+   * that have no files yet are served from memory again and written back in
+   * the background, as after intake; what a crash left damaged is rewritten
+   * (the inner store's init made the rest durable); then the journal opens.
    */
   private async replay(): Promise<void> {
     const groups = await this.inner.groups();
     const repairs: NewMessage[] = [];
+    const adopted: Array<{ segment: string; envelopes: Resident['envelopes']; body: Buffer }> = [];
     const inFlight = new Set<Promise<void>>();
     for await (const rec of this.journal.replay()) {
-      const p: Promise<void> = this.damaged(rec, groups).then(
-        (r) => void repairs.push(...r),
+      const p: Promise<void> = this.triage(rec, groups).then(
+        (t) => void ('adopt' in t ? adopted.push({ segment: rec.segment, envelopes: t.adopt, body: rec.body }) : repairs.push(...t.repairs)),
         (err) => this.opts.log.error({ err }, 'skipping an unreadable intake journal record'),
       ).finally(() => inFlight.delete(p));
       inFlight.add(p);
       if (inFlight.size >= REPLAY_CONCURRENCY) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
-    // the old segments go only after everything they vouched for is durable on its own
     if (repairs.length) await this.inner.put(repairs);
-    await this.journal.open();
-    if (repairs.length) this.opts.log.warn({ messages: repairs.length }, 'intake journal replayed: rewrote messages a crash left incomplete');
+    const perSegment = new Map<string, number>();
+    for (const a of adopted) perSegment.set(a.segment, (perSegment.get(a.segment) ?? 0) + 1);
+    // the old segments go only after everything they vouched for is durable on its own
+    const tokens = await this.journal.open(perSegment);
+    for (const a of adopted) {
+      const entry: Resident = { envelopes: a.envelopes, body: a.body, token: tokens.get(a.segment) };
+      for (const e of a.envelopes) {
+        this.resident.set(e.id, entry);
+        this.journaledIn.set(e.id, entry.token);
+      }
+      this.residentBytes += a.body.length;
+    }
+    if (adopted.length) this.scheduleSettle();
+    if (repairs.length || adopted.length) {
+      this.opts.log.warn({ messages: repairs.length + adopted.length, rewritten: repairs.length, fromJournal: adopted.length }, 'intake journal replayed: messages a crash left without their files are queued again');
+    }
   }
 
   /** Read-only: lists the journal's messages that have no files yet as resident (the daemon is not running). */

@@ -69,11 +69,15 @@ test('after a crash, replay rewrites missing and damaged files from the journal'
   await fs.writeFile(path.join(dir, 'queue', 'mqueue', `${ids[1]}.json`), '');
   await fs.writeFile(path.join(dir, 'data', ids[1]), 'mess');
   const second = await setup(dir);
+  // the damaged one is rewritten at once; the two without files are served from memory, then written back
+  assert.equal((await fs.readFile(path.join(dir, 'data', ids[1]))).toString(), 'message 1\r\n');
   for (const [i, id] of ids.entries()) {
-    assert.equal((await fs.readFile(path.join(dir, 'data', id))).toString(), `message ${i}\r\n`);
     assert.equal((await second.queue.find(id))?.env.id, id);
+    assert.equal((await second.queue.readBody(id)).toString(), `message ${i}\r\n`);
   }
-  assert.ok(second.lines.some((l) => l.msg?.toString().startsWith('intake journal replayed') && l.messages === 3));
+  assert.ok(second.lines.some((l) => l.msg?.toString().startsWith('intake journal replayed') && l.messages === 3 && l.fromJournal === 2));
+  await second.store.settleAll();
+  for (const [i, id] of ids.entries()) assert.equal((await fs.readFile(path.join(dir, 'data', id))).toString(), `message ${i}\r\n`);
   assert.deepEqual((await fs.readdir(path.join(dir, 'journal'))).filter((f) => f.endsWith('.wal')).length, 1, 'only the new, empty segment');
   await fs.rm(dir, { recursive: true });
 });
@@ -141,5 +145,22 @@ test('concurrent hold and quarantine of one message leave it in exactly one plac
     }
     assert.equal(places.length, 1, `${id} is in ${places.join(' and ')}`);
   }
+  await fs.rm(dir, { recursive: true });
+});
+
+test('messages replayed into memory survive a second crash before they are written back', async () => {
+  const dir = await tempDir();
+  const first = await setup(dir);
+  const ids = Array.from({ length: 3 }, createIdGenerator());
+  for (const [i, id] of ids.entries()) await commit(first.queue, id, `message ${i}\r\n`);
+  // crash, restart (replayed into memory, not yet written back), crash again
+  const second = await setup(dir);
+  assert.equal((await second.queue.find(ids[0]))?.env.id, ids[0]);
+  const third = await setup(dir);
+  for (const [i, id] of ids.entries()) assert.equal((await third.queue.readBody(id)).toString(), `message ${i}\r\n`);
+  await third.store.settleAll();
+  for (const [i, id] of ids.entries()) assert.equal((await fs.readFile(path.join(dir, 'data', id))).toString(), `message ${i}\r\n`);
+  const segments = (await fs.readdir(path.join(dir, 'journal'))).filter((f) => f.endsWith('.wal'));
+  assert.equal(segments.length, 1, `only the newest, empty segment is left: ${segments}`);
   await fs.rm(dir, { recursive: true });
 });
