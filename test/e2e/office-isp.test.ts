@@ -11,23 +11,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir, writeConfig, startDaemon, runCli } from '../helpers/daemon.js';
-import { RawSmtp, sendMail } from '../helpers/smtp-client.js';
+import { RawSmtp, fromOutside, sendMail } from '../helpers/smtp-client.js';
 import { startSink, closedPort } from '../helpers/sink.js';
-
-async function fromOutside(port: number, to: string, subject: string) {
-  const c = await RawSmtp.connect(port, '127.0.0.2');
-  try {
-    await c.reply();
-    await c.cmd('EHLO mx.sender.test');
-    await c.cmd('MAIL FROM:<someone@sender.test>');
-    assert.equal((await c.cmd(`RCPT TO:<${to}>`)).code, 250);
-    await c.cmd('DATA');
-    c.write(`Subject: ${subject}\r\n\r\nbody\r\n.\r\n`);
-    assert.equal((await c.reply()).code, 250);
-  } finally {
-    c.close();
-  }
-}
 
 test('office and ISP: hold while down, one window flushes out and ETRN pulls in only cust1.dom', { timeout: 90_000 }, async () => {
   const lan = await startSink();

@@ -3,6 +3,7 @@
  * bytes a test gives it (smuggling, bare LF, early talk) and reads whole
  * replies. Every read has a bounded timeout.
  */
+import { strict as assertStrict } from 'node:assert';
 import net from 'node:net';
 
 export interface Reply {
@@ -89,6 +90,22 @@ export class RawSmtp {
   }
 }
 
+/** One message from an outside MTA (127.0.0.2) to `to`, over a raw session; asserts the 250s. */
+export async function fromOutside(port: number, to: string, subject: string): Promise<void> {
+  const c = await RawSmtp.connect(port, '127.0.0.2');
+  try {
+    await c.reply();
+    await c.cmd('EHLO mx.sender.test');
+    await c.cmd('MAIL FROM:<someone@sender.test>');
+    assertStrict.equal((await c.cmd(`RCPT TO:<${to}>`)).code, 250);
+    await c.cmd('DATA');
+    c.write(`Subject: ${subject}\r\n\r\nbody\r\n.\r\n`);
+    assertStrict.equal((await c.reply()).code, 250);
+  } finally {
+    c.close();
+  }
+}
+
 /** Greeting, EHLO, MAIL, RCPTs, DATA with `data` (CRLF already), returning the final reply. */
 export async function sendMail(port: number, from: string, to: string[], data: string, mailParams = ''): Promise<Reply> {
   const c = await RawSmtp.connect(port);
@@ -111,3 +128,4 @@ export async function sendMail(port: number, from: string, to: string[], data: s
     c.close();
   }
 }
+

@@ -15,25 +15,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, runCli, startDaemon, tempDir, writeConfig, type Daemon } from '../helpers/daemon.js';
-import { RawSmtp } from '../helpers/smtp-client.js';
+import { RawSmtp, fromOutside } from '../helpers/smtp-client.js';
 import { closedPort, startSink, type Sink } from '../helpers/sink.js';
 
 const FIX = path.join(ROOT, 'test', 'fixtures');
-
-async function fromOutside(port: number, to: string, subject: string): Promise<void> {
-  const c = await RawSmtp.connect(port, '127.0.0.2');
-  try {
-    await c.reply();
-    await c.cmd('EHLO mx.sender.test');
-    await c.cmd('MAIL FROM:<someone@sender.test>');
-    assert.equal((await c.cmd(`RCPT TO:<${to}>`)).code, 250);
-    await c.cmd('DATA');
-    c.write(`Subject: ${subject}\r\n\r\nbody\r\n.\r\n`);
-    assert.equal((await c.reply()).code, 250);
-  } finally {
-    c.close();
-  }
-}
 
 interface Pair {
   lan: Sink;
