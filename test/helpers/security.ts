@@ -74,8 +74,15 @@ export class TlsSmtp {
   private wake: (() => void) | null = null;
   closed = false;
 
-  private constructor(private sock: net.Socket | tls.TLSSocket) {
+  protected constructor(protected sock: net.Socket | tls.TLSSocket) {
     this.listen();
+  }
+
+  /** A plain connection from `localAddress` to 127.0.0.1:port. */
+  protected static async open(port: number, localAddress: string): Promise<net.Socket> {
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
+    await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    return sock;
   }
 
   private listen(): void {
@@ -91,9 +98,7 @@ export class TlsSmtp {
   }
 
   static async connect(port: number, localAddress: string): Promise<TlsSmtp> {
-    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
-    await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
-    return new TlsSmtp(sock);
+    return new TlsSmtp(await TlsSmtp.open(port, localAddress));
   }
 
   get pending(): string {

@@ -90,16 +90,20 @@ export class RawSmtp {
   }
 }
 
-/** One message from an outside MTA (127.0.0.2) to `to`, over a raw session; asserts the 250s. */
-export async function fromOutside(port: number, to: string, subject: string): Promise<void> {
+/**
+ * Mail from the Internet (127.0.0.2, outside smtp.mynetworks) to `to`, over
+ * a raw session: every step's reply asserted, up to the 250 for the data.
+ * `headers` (CRLF-terminated lines) go after the Subject.
+ */
+export async function fromOutside(port: number, to: string, subject: string, o: { headers?: string; body?: string } = {}): Promise<void> {
   const c = await RawSmtp.connect(port, '127.0.0.2');
   try {
     await c.reply();
     await c.cmd('EHLO mx.sender.test');
-    await c.cmd('MAIL FROM:<someone@sender.test>');
+    assertStrict.equal((await c.cmd('MAIL FROM:<someone@sender.test>')).code, 250);
     assertStrict.equal((await c.cmd(`RCPT TO:<${to}>`)).code, 250);
-    await c.cmd('DATA');
-    c.write(`Subject: ${subject}\r\n\r\nbody\r\n.\r\n`);
+    assertStrict.equal((await c.cmd('DATA')).code, 354);
+    c.write(`Subject: ${subject}\r\n${o.headers ?? ''}\r\n${o.body ?? 'body'}\r\n.\r\n`);
     assertStrict.equal((await c.reply()).code, 250);
   } finally {
     c.close();

@@ -6,12 +6,11 @@
  * Every wait is bounded.
  */
 import net from 'node:net';
-import tls from 'node:tls';
 import crypto from 'node:crypto';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { withTimeout } from '../helpers/daemon.js';
-
-export interface Reply { code: number; text: string }
+import { TlsSmtp } from '../helpers/security.js';
+import type { Reply } from '../helpers/smtp-client.js';
 
 export interface Received { from: string; to: string[]; body: string }
 
@@ -50,64 +49,10 @@ export function customerServer(o: { dropAt?: number } = {}) {
   };
 }
 
-export class Customer {
-  private buf = '';
-  private wake: (() => void) | null = null;
-  closed = false;
-
-  private constructor(private sock: net.Socket) {
-    this.listen();
-  }
-
-  private listen(): void {
-    this.sock.on('data', (b: Buffer) => {
-      this.buf += b.toString('latin1');
-      this.wake?.();
-    });
-    this.sock.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    this.sock.on('error', () => undefined);
-  }
-
-  static async connect(port: number): Promise<Customer> {
-    const sock = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
-    await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
-    return new Customer(sock);
-  }
-
-  async reply(ms = 10_000): Promise<Reply> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = /^(?:\d{3}-[^\r\n]*\r\n)*(\d{3})(?: [^\r\n]*)?\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        return { code: Number(m[1]), text: m[0].trimEnd() };
-      }
-      if (this.closed) throw new Error(`connection closed; unparsed ${JSON.stringify(this.buf)}`);
-      if (Date.now() >= deadline) throw new Error(`no reply within ${ms} ms; have ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, deadline - Date.now());
-        this.wake = () => (clearTimeout(t), (this.wake = null), resolve());
-      });
-    }
-  }
-
-  cmd(line: string): Promise<Reply> {
-    this.sock.write(`${line}\r\n`);
-    return this.reply();
-  }
-
-  async startTls(): Promise<void> {
-    const r = await this.cmd('STARTTLS');
-    if (r.code !== 220) throw new Error(`STARTTLS refused: ${r.text}`);
-    this.sock.removeAllListeners('data');
-    this.sock.removeAllListeners('close');
-    const secure = tls.connect({ socket: this.sock, rejectUnauthorized: false });
-    await new Promise((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
-    this.sock = secure;
-    this.listen();
+/** The line client of test/helpers/security.ts (reader, STARTTLS), with AUTH and the turn after ATRN. */
+export class Customer extends TlsSmtp {
+  static override async connect(port: number): Promise<Customer> {
+    return new Customer(await TlsSmtp.open(port, '127.0.0.2'));
   }
 
   authPlain(user: string, pass: string): Promise<Reply> {
@@ -124,15 +69,12 @@ export class Customer {
 
   /** After 250 to ATRN: the connection goes to the customer's mail server; resolves when it closes. */
   turn(s: ReturnType<typeof customerServer>): Promise<void> {
-    this.sock.removeAllListeners('data');
-    this.sock.removeAllListeners('close');
-    const closed = new Promise<void>((resolve) => this.sock.once('close', () => resolve()));
-    s.setSocket(this.sock);
-    s.server.connect(this.sock, {});
+    const sock = this.sock as net.Socket;
+    sock.removeAllListeners('data');
+    sock.removeAllListeners('close');
+    const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    s.setSocket(sock);
+    s.server.connect(sock, {});
     return closed;
-  }
-
-  close(): void {
-    this.sock.destroy();
   }
 }

@@ -12,11 +12,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, runCli, startDaemon, tempDir, writeConfig, type Daemon } from '../helpers/daemon.js';
-import { RawSmtp } from '../helpers/smtp-client.js';
+import { fromOutside } from '../helpers/smtp-client.js';
 import { closedPort } from '../helpers/sink.js';
 import { Customer, customerServer } from './customer.js';
 
 const FIX = path.join(ROOT, 'test', 'fixtures');
+/** What the customer's mail carries in these tests. */
+const CUSTOMER = { body: 'for the customer' };
 
 /** The ISP: cust1.dom and cust2.dom held; user cust1 takes its class cust1, user cust2 cust2.dom by listing. */
 async function isp(): Promise<{ d: Daemon; config: string; dir: string; odmr: number; close(): Promise<void> }> {
@@ -34,21 +36,6 @@ async function isp(): Promise<{ d: Daemon; config: string; dir: string; odmr: nu
   });
   const d = await startDaemon(config);
   return { d, config, dir, odmr, close: async () => { await d.stop(); await fs.rm(dir, { recursive: true, force: true }); } };
-}
-
-async function fromOutside(port: number, to: string, subject: string): Promise<void> {
-  const c = await RawSmtp.connect(port, '127.0.0.2');
-  try {
-    await c.reply();
-    await c.cmd('EHLO mx.sender.test');
-    assert.equal((await c.cmd('MAIL FROM:<someone@sender.test>')).code, 250);
-    assert.equal((await c.cmd(`RCPT TO:<${to}>`)).code, 250);
-    assert.equal((await c.cmd('DATA')).code, 354);
-    c.write(`Subject: ${subject}\r\n\r\nfor the customer\r\n.\r\n`);
-    assert.equal((await c.reply()).code, 250);
-  } finally {
-    c.close();
-  }
 }
 
 async function queued(config: string, domain: string): Promise<number> {
@@ -108,9 +95,9 @@ test('ODMR server: the initial state answers as RFC 2645 says (220, 250 with ATR
 test('ODMR server: after 250 the held mail goes down the customer\'s connection; the queue is empty, cust2.dom untouched; a second ATRN meanwhile gets 450', { timeout: 90_000 }, async () => {
   const g = await isp();
   try {
-    await fromOutside(g.d.port, 'boss@cust1.dom', 'odmr one');
-    await fromOutside(g.d.port, 'staff@cust1.dom', 'odmr two');
-    await fromOutside(g.d.port, 'ceo@cust2.dom', 'odmr three');
+    await fromOutside(g.d.port, 'boss@cust1.dom', 'odmr one', CUSTOMER);
+    await fromOutside(g.d.port, 'staff@cust1.dom', 'odmr two', CUSTOMER);
+    await fromOutside(g.d.port, 'ceo@cust2.dom', 'odmr three', CUSTOMER);
     assert.equal(await queued(g.config, 'cust1.dom'), 2);
     const c = await loggedIn(g.odmr);
     const r = await c.cmd('ATRN cust1.dom');
@@ -140,7 +127,7 @@ test('ODMR server: after 250 the held mail goes down the customer\'s connection;
 test('ODMR server: a connection cut mid-delivery leaves what was not delivered queued, none lost, none marked delivered', { timeout: 90_000 }, async () => {
   const g = await isp();
   try {
-    for (const n of [1, 2, 3]) await fromOutside(g.d.port, `user${n}@cust1.dom`, `cut ${n}`);
+    for (const n of [1, 2, 3]) await fromOutside(g.d.port, `user${n}@cust1.dom`, `cut ${n}`, CUSTOMER);
     const c = await loggedIn(g.odmr);
     assert.equal((await c.cmd('ATRN cust1.dom')).code, 250);
     const sink = customerServer({ dropAt: 2 });
