@@ -16,10 +16,10 @@
  */
 import type { Logger } from 'pino';
 import { QuietlinkError } from '../errors.js';
-import { decodeEnvelope } from './envelope.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import type { IntakeJournal } from './journal.js';
 import type { QueueId } from './queue-id.js';
-import { notFound, type BodyWriter, type NewMessage, type Place, type QueueStore } from './store.js';
+import { livePlaces, notFound, type BodyWriter, type NewMessage, type Place, type QueueStore } from './store.js';
 
 /** Bodies up to this size are kept in memory and go through the intake journal. */
 export const JOURNAL_MAX_BODY = 1024 * 1024;
@@ -252,19 +252,14 @@ export class JournaledStore implements QueueStore {
   /** Decodes a journal record's envelopes: where each belongs (queued, its group) and its bytes. */
   private static decodeRecord(envelopes: Buffer): Resident['envelopes'] {
     return (JSON.parse(envelopes.toString()) as unknown[]).map((raw) => {
-      const bytes = Buffer.from(`${JSON.stringify(raw, null, 2)}\n`);
-      const env = decodeEnvelope(bytes);
-      return { id: env.id, place: { state: 'queued', group: env.group }, bytes };
+      const env = decodeEnvelope(JSON.stringify(raw));
+      return { id: env.id, place: { state: 'queued', group: env.group }, bytes: encodeEnvelope(env) };
     });
-  }
-
-  private static places(groups: readonly string[]): Place[] {
-    return [...groups.map((g): Place => ({ state: 'queued', group: g })), { state: 'held' }, { state: 'quarantined' }];
   }
 
   /** Where the inner store has this envelope intact (an envelope that moved on, held or updated, is kept as it is). */
   private async findInner(id: QueueId, groups: readonly string[]): Promise<{ place: Place; intact: boolean } | null> {
-    for (const place of JournaledStore.places(groups)) {
+    for (const place of livePlaces(groups)) {
       const bytes = await this.inner.readEnvelope(id, place).catch(() => null);
       if (!bytes) continue;
       try {

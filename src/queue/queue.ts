@@ -30,7 +30,7 @@ import { DEFAULT_GROUP, splitByGroup } from './groups.js';
 import { priority } from './priority.js';
 import { partId, type QueueId } from './queue-id.js';
 import { matches, type Selection } from './select.js';
-import type { BodyWriter, Place, QueueState, QueueStore } from './store.js';
+import { livePlaces, type BodyWriter, type Place, type QueueState, type QueueStore } from './store.js';
 import { QueueIndex, type QueueChange } from './index.js';
 import { Locks } from './locks.js';
 import type { Listed } from './listing.js';
@@ -155,10 +155,6 @@ export class Queue {
     await this.store.close();
   }
 
-  private places(groups: readonly string[]): Place[] {
-    return [...groups.map((g): Place => ({ state: 'queued', group: g })), { state: 'held' }, { state: 'quarantined' }];
-  }
-
   /** Reads one envelope; a corrupt one is moved aside (unless read-only) and null returned. */
   private async read(id: QueueId, place: Place): Promise<Envelope | null> {
     let bytes: Buffer;
@@ -195,7 +191,7 @@ export class Queue {
     };
     const found = known && (await at(known));
     if (found) return found;
-    for (const place of this.places(await this.store.groups())) {
+    for (const place of livePlaces(await this.store.groups())) {
       const loc = await at(place);
       if (loc) return loc;
     }
@@ -210,7 +206,7 @@ export class Queue {
 
   /** Every envelope at the given states, read and validated. */
   async *walk(states: readonly QueueState[] = ['queued', 'held', 'quarantined']): AsyncIterable<Located> {
-    const places = this.places(await this.store.groups()).filter((p) => states.includes(p.state));
+    const places = livePlaces(await this.store.groups()).filter((p) => states.includes(p.state));
     const readBatch = (ids: QueueId[], place: Place) => Promise.all(ids.map(async (id) => {
       const version = this.locks.version(id);
       const env = await this.read(id, place);
@@ -252,7 +248,7 @@ export class Queue {
     // from memory (status and metrics scrapes of a big queue); only corrupt/ is read
     if (this.index.complete) return { ...this.index.counts(), corrupt };
     const counts = { queued: 0, held: 0, quarantined: 0, corrupt };
-    for (const place of this.places(await this.store.groups())) {
+    for (const place of livePlaces(await this.store.groups())) {
       for await (const _ of this.store.walk(place)) counts[place.state as 'queued']++;
     }
     return counts;

@@ -17,6 +17,11 @@ export interface Place {
   group?: string;
 }
 
+/** Every place a live message can be, in the order they are searched: each group's queued, held, quarantined. */
+export function livePlaces(groups: readonly string[]): Place[] {
+  return [...groups.map((g): Place => ({ state: 'queued', group: g })), { state: 'held' }, { state: 'quarantined' }];
+}
+
 /** A new message's body, streamed in by intake. */
 export interface BodyWriter {
   readonly id: QueueId;

@@ -21,7 +21,7 @@ import type { QueueId } from '../queue/queue-id.js';
 import { matches } from '../queue/select.js';
 import { domainOf } from '../intake/address.js';
 import { route as routeOf, type Route } from '../routing/route.js';
-import { mayAttempt } from '../routing/may-attempt.js';
+import { mayAttempt, type Trigger } from '../routing/may-attempt.js';
 import { applyResults, type AttemptResult } from './apply-results.js';
 import { isDue } from './next-attempt.js';
 import { outcomeOf } from '../delivery/classify.js';
@@ -52,6 +52,9 @@ interface Picked {
   loc?: Located;
   version?: number;
 }
+
+/** Someone asked for this run (an operator's flush, an ETRN): retry times and suspended hops do not hold it back. */
+const isExplicit = (t: Trigger) => t.kind === 'flush' || t.kind === 'etrn';
 
 interface RouteDecision {
   rt: Route;
@@ -186,7 +189,6 @@ export class QueueRunner {
   /** Whether the run takes this message at all (group, runners, selection, retry time, group job limit). */
   private eligible(c: Candidate, run: RunState, now: number): boolean {
     const { opts } = run;
-    const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
     /** The request named what it wants (ETRN, flush -qR/-qS/-qI/-qG). */
     const named = opts.trigger.kind === 'etrn' || (opts.trigger.kind === 'flush' && opts.trigger.names);
     if (opts.group && c.group !== opts.group) return false;
@@ -194,7 +196,7 @@ export class QueueRunner {
     if (!named && this.groupRunners(c.group) === 0) return false;
     if (opts.selection && !matches(opts.selection, c)) return false;
     // fresh intake goes at once; everything else waits for its retry time unless asked for explicitly
-    if (!explicit && !opts.ids && !isDue(c.nextAttempt, now)) return false;
+    if (!isExplicit(opts.trigger) && !opts.ids && !isDue(c.nextAttempt, now)) return false;
     const limit = this.deps.config().queue.groups.find((g) => g.name === c.group)?.jobs;
     return limit === undefined || (run.jobsPerGroup?.get(c.group) ?? 0) < limit;
   }
@@ -224,10 +226,9 @@ export class QueueRunner {
     const { opts, summary } = run;
     const now = this.deps.now();
     const decide = this.routeDecisions(run);
-    const explicit = opts.trigger.kind === 'flush' || opts.trigger.kind === 'etrn';
     batch.sort((a, b) => a.c.priority - b.c.priority);
     // a dry run is gated too: demand mode's check must not dial for mail the load would hold back
-    const gate = explicit ? null : this.deps.loadGate?.() ?? null;
+    const gate = isExplicit(opts.trigger) ? null : this.deps.loadGate?.() ?? null;
     for (const picked of batch) {
       if (this.stopping) break;
       const c = picked.c;
@@ -311,8 +312,7 @@ export class QueueRunner {
     const open = new Set<Job>();
     const onEvent = run.opts.onEvent;
     // a hop found dead by an earlier run waits for its retry time, unless someone asked (flush, ETRN)
-    const explicit = run.opts.trigger.kind === 'flush' || run.opts.trigger.kind === 'etrn';
-    const suspended = resolved instanceof Error || explicit ? null : this.destinations.suspended(key);
+    const suspended = resolved instanceof Error || isExplicit(run.opts.trigger) ? null : this.destinations.suspended(key);
     const outcome = { connections: 0, delivered: 0, attempted: 0 };
     const destinations = this.destinations;
     const runners = run.opts.group ? this.groupRunners(run.opts.group) : 0;
